@@ -1,0 +1,48 @@
+# Every target sets the environment up on first use: `make sweep` and `make test` work on a fresh clone.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Use the machine's Python 3.11; never download an interpreter.
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := python3.11
+PYTHON ?= python3.11
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+VENV := .venv
+RUN := $(VENV)/bin/python
+
+.PHONY: help install baseline seed-replica sweep test lint format
+
+help:
+	@echo "make sweep     set up (first time) and run the default Optuna study"
+	@echo "make test      set up (first time) and run the whole test suite"
+	@echo "make baseline  one run of the tutorial's network, logged to MLflow"
+	@echo "make lint      ruff"
+
+# The stamp is remade whenever the lock changes, so `git pull` followed by any target resyncs the environment.
+$(VENV)/.installed: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	$(UV) sync --frozen
+	@touch $@
+
+install: $(VENV)/.installed
+
+baseline: install
+	$(RUN) src/run.py baseline
+
+seed-replica: install
+	$(RUN) src/run.py seed_replica
+
+sweep: install
+	@test -f experiments/sweep.yaml || { echo "make sweep: experiments/sweep.yaml is not there yet (the sweep issue builds it)"; exit 2; }
+	$(RUN) src/run.py -m sweep
+
+test: install
+	$(RUN) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .

@@ -1,0 +1,1 @@
+"""An experiment-tracked hyperparameter study of the Keras MNIST tutorial network."""

@@ -1,0 +1,66 @@
+"""The tutorial's network from config: 784 -> Dense(units, activation) [-> Dropout] -> Dense(10, softmax)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import keras
+
+import mnist_study.quiet_tensorflow  # noqa: F401  (before keras: silences TensorFlow start-up)
+
+NUM_PIXELS = 28 * 28
+NUM_CLASSES = 10
+
+# The optimizer config group's `name` -> the Keras class; every other key in the group is passed to it.
+OPTIMIZERS: dict[str, type[keras.optimizers.Optimizer]] = {
+    "rmsprop": keras.optimizers.RMSprop,
+    "adam": keras.optimizers.Adam,
+    "adamw": keras.optimizers.AdamW,
+    "nadam": keras.optimizers.Nadam,
+    "sgd": keras.optimizers.SGD,
+}
+
+
+def build_optimizer(optimizer_cfg: Mapping[str, Any]) -> keras.optimizers.Optimizer:
+    """Instantiate the optimizer named by `optimizer_cfg["name"]` with the group's other keys as arguments."""
+    settings = dict(optimizer_cfg)
+    name = settings.pop("name")
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer.name={name!r}: must be one of {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[name](**settings)
+
+
+def build_model(
+    units: int, activation: str = "relu", dropout: float = 0.0, name: str = "mnist_mlp"
+) -> keras.Sequential:
+    """The tutorial's multilayer perceptron; a Dropout layer is added only when `dropout > 0`."""
+    if units < 1:
+        raise ValueError(f"model.units={units}: must be a positive integer")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"model.dropout={dropout}: must be in [0, 1)")
+    layers: list[keras.layers.Layer] = [
+        keras.Input(shape=(NUM_PIXELS,)),
+        keras.layers.Dense(units, activation=activation, name="hidden"),
+    ]
+    if dropout > 0:
+        layers.append(keras.layers.Dropout(dropout, name="dropout"))
+    layers.append(keras.layers.Dense(NUM_CLASSES, activation="softmax", name="output"))
+    return keras.Sequential(layers, name=name)
+
+
+def compile_model(
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    steps_per_execution: int = 1,
+    jit_compile: bool | str = False,
+) -> keras.Model:
+    """Compile with the tutorial's loss on integer labels (the same numbers as one-hot, less work)."""
+    model.compile(
+        optimizer=optimizer,
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=steps_per_execution,
+        jit_compile=jit_compile,
+    )
+    return model

@@ -1,0 +1,19 @@
+"""Where the project lives, so every working directory logs to and reads from the same places."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+# src/mnist_study/paths.py -> the repository root.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def register_resolvers() -> None:
+    """Make `${project_root:}` usable in configs (for absolute storage, tracking and cache paths)."""
+    if not OmegaConf.has_resolver("project_root"):
+        OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
+
+
+register_resolvers()

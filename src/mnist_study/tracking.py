@@ -1,0 +1,181 @@
+"""MLflow run lifecycle and logging: one run per job, every epoch as it ends, never a run left RUNNING.
+
+Uses `MlflowClient` with explicit run ids rather than MLflow's fluent "active run": trials run one after another
+in one process, and a sweeper's parent run must not leak into the next trial as global state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.metadata
+import platform
+import re
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import keras
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+
+import mnist_study.quiet_tensorflow  # noqa: F401  (before keras: silences TensorFlow start-up)
+from mnist_study.data import data_hashes
+from mnist_study.paths import PROJECT_ROOT
+
+VERSIONED_PACKAGES = ("tensorflow", "keras", "hydra-core", "optuna", "mlflow", "numpy", "pandas")
+HISTORY_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+# MLflow limits a batch to 1000 metrics / 100 params / 100 tags.
+PARAMS_PER_BATCH = 100
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/:@\s]+:)(?P<password>[^/@\s]+)(?P<tail>@)")
+
+
+def redact(text: str) -> str:
+    """Hide the password of any `scheme://user:password@host` URL in a string."""
+    return _URL_PASSWORD.sub(r"\g<head>***\g<tail>", text)
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten a nested mapping to dotted keys (`model.units`, `optimizer.name`, ...)."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def run_params(cfg: DictConfig) -> dict[str, str]:
+    """The resolved config as MLflow params, without the bookkeeping that only says where to log."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    flat = flatten({key: value for key, value in resolved.items() if key not in ("tracking", "trial")})
+    return {key: redact(str(value)) for key, value in flat.items()}
+
+
+@functools.cache
+def git_state() -> tuple[str, bool]:
+    """The commit the code runs from and whether the work tree has uncommitted changes (once per process)."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", True
+    return commit, bool(status.strip())
+
+
+def environment_tags() -> dict[str, str]:
+    """Tags that let anyone tell later exactly what code, data and libraries produced a run."""
+    commit, dirty = git_state()
+    tags = {
+        "mlflow.source.git.commit": commit,
+        "git.dirty": str(dirty).lower(),
+        "version.python": platform.python_version(),
+    }
+    for package in VERSIONED_PACKAGES:
+        tags[f"version.{package}"] = importlib.metadata.version(package)
+    for name, digest in data_hashes().items():
+        tags[f"data.sha256.{name}"] = digest
+    return tags
+
+
+def get_or_create_experiment(client: MlflowClient, name: str, artifact_location: str) -> str:
+    """The experiment's id, creating it with artifacts under `artifact_location` if it is new.
+
+    Several workers may start together; whoever loses the creation race reads the winner's experiment.
+    """
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=Path(artifact_location).as_uri())
+    except MlflowException:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """Log loss and accuracy (train and validation) to MLflow at step = epoch (1-based) as each epoch ends."""
+
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
+        super().__init__()
+        self.client = client
+        self.run_id = run_id
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        timestamp = int(time.time() * 1000)
+        metrics = [
+            Metric(key, float(value), timestamp, epoch + 1)
+            for key, value in (logs or {}).items()
+            if key in HISTORY_METRICS
+        ]
+        self.client.log_batch(self.run_id, metrics=metrics)
+
+
+class TrackedRun:
+    """One MLflow run: its client, id and the logging a job does into it."""
+
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
+        self.client = client
+        self.run_id = run_id
+
+    def epoch_logger(self) -> EpochLogger:
+        return EpochLogger(self.client, self.run_id)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        timestamp = int(time.time() * 1000)
+        batch = [Metric(key, float(value), timestamp, step) for key, value in metrics.items()]
+        self.client.log_batch(self.run_id, metrics=batch)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(key, redact(str(value))) for key, value in tags.items()])
+
+
+@contextlib.contextmanager
+def tracked_run(cfg: DictConfig, run_name: str, tags: Mapping[str, str] | None = None) -> Iterator[TrackedRun]:
+    """Open an MLflow run for this job and close it FINISHED, FAILED or KILLED, whatever happens inside."""
+    client = MlflowClient(tracking_uri=cfg.tracking.uri)
+    experiment_id = get_or_create_experiment(client, cfg.tracking.experiment, cfg.tracking.artifact_location)
+    all_tags = {**environment_tags(), "mlflow.source.name": "src/run.py", **(tags or {})}
+    if cfg.tracking.parent_run_id:
+        all_tags["mlflow.parentRunId"] = cfg.tracking.parent_run_id
+    run = client.create_run(
+        experiment_id, run_name=run_name, tags={k: redact(str(v)) for k, v in all_tags.items()}
+    )
+    tracked = TrackedRun(client, run.info.run_id)
+    try:
+        params = [Param(key, value) for key, value in run_params(cfg).items()]
+        for start in range(0, len(params), PARAMS_PER_BATCH):
+            client.log_batch(run.info.run_id, params=params[start : start + PARAMS_PER_BATCH])
+        client.log_text(run.info.run_id, redact(OmegaConf.to_yaml(cfg, resolve=True)), "config.yaml")
+        yield tracked
+    except KeyboardInterrupt:
+        _end(client, run.info.run_id, RunStatus.KILLED, "interrupted (SIGINT)")
+        raise
+    except BaseException as error:
+        _end(client, run.info.run_id, RunStatus.FAILED, f"{type(error).__name__}: {error}")
+        raise
+    else:
+        client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+
+def _end(client: MlflowClient, run_id: str, status: int, reason: str) -> None:
+    """Record why the run ended, then close it; a tracking store that fails here must not hide the reason."""
+    with contextlib.suppress(Exception):
+        client.set_tag(run_id, "error", redact(reason)[:5000])
+    client.set_terminated(run_id, RunStatus.to_string(status))

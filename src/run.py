@@ -1,0 +1,63 @@
+"""Entry point: `python src/run.py [experiment] [hydra overrides...]`.
+
+A bare word (`baseline`, `seed_replica`, `sweep`) names a file in `experiments/` and becomes the Hydra override
+`+experiment=<word>` before Hydra parses the command line; everything else is plain Hydra.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+import mnist_study.paths  # noqa: F401  (registers the ${project_root:} resolver)
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+# Hydra flags whose next argument is a value, not an override or an experiment name.
+FLAGS_WITH_VALUE = {
+    "-cn",
+    "--config-name",
+    "-cp",
+    "--config-path",
+    "-cd",
+    "--config-dir",
+    "-p",
+    "--package",
+    "-c",
+    "--cfg",
+    "-i",
+    "--info",
+    "--experimental-rerun",
+}
+
+
+def expand_experiment_words(argv: list[str]) -> list[str]:
+    """Turn bare experiment names into `+experiment=<name>`; reject bare words that name no experiment."""
+    expanded: list[str] = []
+    takes_value = False
+    for arg in argv:
+        if takes_value or arg.startswith("-") or "=" in arg or "(" in arg:
+            expanded.append(arg)
+        elif (EXPERIMENTS / f"{arg}.yaml").is_file():
+            expanded.append(f"+experiment={arg}")
+        else:
+            known = ", ".join(sorted(path.stem for path in EXPERIMENTS.glob("*.yaml")))
+            sys.exit(f"error: {arg!r} is neither an override (key=value) nor an experiment; known: {known}")
+        takes_value = arg in FLAGS_WITH_VALUE
+    return expanded
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    """Run one job and return its objective (what a sweeper optimizes)."""
+    from mnist_study.job import run  # Imported here so that a bad command line fails before TensorFlow loads.
+
+    return run(cfg, HydraConfig.get().overrides.task)
+
+
+if __name__ == "__main__":
+    sys.argv[1:] = expand_experiment_words(sys.argv[1:])
+    main()
