@@ -1,0 +1,170 @@
+"""The study's MLflow parent run: found again by every worker and on every resume, and its end-of-sweep summary.
+
+The parent run's id lives in the study itself (study user attr `mlflow_parent_run_id`), so whoever reaches the
+study finds the same parent. Only the worker that created the study creates the parent run, and it records the id
+before it enqueues anything; a worker that finds an empty study without the id waits briefly for the creator.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # Plots are files; no display is needed or wanted.
+
+import matplotlib.pyplot as plt
+import optuna
+from mlflow.entities import Metric, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from mnist_study.studies import PARENT_RUN_ATTR, count_verdicts
+from mnist_study.tracking import environment_tags, get_or_create_experiment, redact
+
+log = logging.getLogger(__name__)
+
+# How long a worker that did not create the study waits for its creator to record the parent run.
+PARENT_WAIT_SECONDS = 30.0
+
+
+class ParentRun:
+    """The study's MLflow parent run, opened (RUNNING) for the duration of one sweep process."""
+
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
+        self.client = client
+        self.run_id = run_id
+
+    @classmethod
+    def open(cls, study: optuna.Study, created: bool, tracking: Mapping[str, Any], storage_url: str) -> ParentRun:
+        """Find the study's parent run (creating it if this worker created the study, or none exists)."""
+        client = MlflowClient(tracking_uri=tracking["uri"])
+        run_id = None if created else _wait_for_parent_id(study)
+        if run_id is not None and not _exists(client, run_id):
+            log.warning(
+                "parent run %s of study %s is not in this tracking store; starting a new one", run_id, study
+            )
+            run_id = None
+        if run_id is None:
+            experiment_id = get_or_create_experiment(client, tracking["experiment"], tracking["artifact_location"])
+            tags = {
+                **environment_tags(),
+                "mlflow.source.name": "src/run.py -m sweep",
+                "optuna.study": study.study_name,
+                "optuna.storage": redact(storage_url),
+                "optuna.direction": study.direction.name.lower(),
+            }
+            run_id = client.create_run(experiment_id, run_name=study.study_name, tags=tags).info.run_id
+            study.set_user_attr(PARENT_RUN_ATTR, run_id)
+        else:
+            # A resumed study's parent was closed by the last sweep process; it runs again while trials run.
+            client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        return cls(client, run_id)
+
+    def close(self, status: int) -> None:
+        self.client.set_terminated(self.run_id, RunStatus.to_string(status))
+
+    def tag_child(self, child_run_id: str | None, state: TrialState) -> None:
+        """Record the trial's final Optuna state on its child run (tags may change; the run may be closed)."""
+        if child_run_id:
+            self.client.set_tag(child_run_id, "optuna.state", state.name)
+
+    def log_space(self, space: Mapping[str, str]) -> None:
+        """The search space in force, as tags (a resumed sweep may narrow it, and params cannot change)."""
+        tags = [RunTag(f"space.{key}", redact(value)[:5000]) for key, value in space.items()]
+        self.client.log_batch(self.run_id, tags=tags)
+
+    def log_summary(self, study: optuna.Study, objective: str) -> None:
+        """Best trial, trials.csv and plots: what the study has found so far, rewritten by every sweep process."""
+        trials = study.get_trials(deepcopy=False)
+        step = count_verdicts(trials)
+        counts = {state: sum(1 for t in trials if t.state == state) for state in TrialState}
+        now = int(time.time() * 1000)
+        metrics = [Metric(f"n_{state.name.lower()}", count, now, step) for state, count in counts.items() if count]
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        tags: list[RunTag] = []
+        if complete:
+            best = study.best_trial
+            metrics += [Metric(f"best_{objective}", float(best.value), now, step)]
+            metrics += [Metric("best_trial", float(best.number), now, step)]
+            params = {**fixed_params(best), **best.params}
+            tags += [RunTag("best.trial", str(best.number)), RunTag("best.params", json.dumps(params))]
+            self.client.log_dict(self.run_id, {"number": best.number, "value": best.value, **params}, "best.json")
+        self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
+        self.client.log_text(self.run_id, study.trials_dataframe().to_csv(index=False), "trials.csv")
+        self._log_plots(study, complete, objective)
+
+    def _log_plots(self, study: optuna.Study, complete: list[optuna.trial.FrozenTrial], objective: str) -> None:
+        """Each plot is best effort: too few trials for one (importances need two) must not fail the sweep."""
+        plots = {
+            "plots/optimization_history.png": lambda: (
+                optuna.visualization.matplotlib.plot_optimization_history(study).figure
+            ),
+            "plots/param_importances.png": lambda: (
+                optuna.visualization.matplotlib.plot_param_importances(study).figure
+            ),
+            "plots/accuracy_vs_width.png": lambda: accuracy_vs_width(complete, objective),
+        }
+        for name, draw in plots.items():
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    figure = draw()
+                figure.tight_layout()
+                self.client.log_figure(self.run_id, figure, name)
+                plt.close(figure)
+            except (ValueError, RuntimeError, KeyError, ZeroDivisionError) as error:
+                log.info("skipped %s: %s", name, error)
+                plt.close("all")
+
+
+def fixed_params(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """Parameters the command line fixed for this trial (recorded as `fixed.<key>` user attrs)."""
+    return {
+        key.removeprefix("fixed."): value for key, value in trial.user_attrs.items() if key.startswith("fixed.")
+    }
+
+
+def accuracy_vs_width(trials: list[optuna.trial.FrozenTrial], objective: str) -> plt.Figure:
+    """The objective against the hidden layer's width, one colour per optimizer."""
+    if not trials:
+        raise ValueError("no COMPLETE trials yet")
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    by_optimizer: dict[str, list[tuple[float, float]]] = {}
+    for trial in trials:
+        params = {**fixed_params(trial), **trial.params}
+        units = params.get("model.units", 512)
+        by_optimizer.setdefault(str(params.get("optimizer", "rmsprop")), []).append((float(units), trial.value))
+    for optimizer, points in sorted(by_optimizer.items()):
+        xs, ys = zip(*points, strict=True)
+        axes.scatter(xs, ys, label=optimizer, alpha=0.8)
+    axes.set_xscale("log", base=2)
+    axes.set_xlabel("model.units (hidden layer width)")
+    axes.set_ylabel(objective)
+    axes.set_title(f"{objective} vs width, by optimizer (COMPLETE trials)")
+    axes.legend(title="optimizer")
+    return figure
+
+
+def _wait_for_parent_id(study: optuna.Study) -> str | None:
+    """The recorded parent id; an empty study may be seconds old, so give its creator time to record it."""
+    deadline = time.monotonic() + PARENT_WAIT_SECONDS
+    while True:
+        run_id = study.user_attrs.get(PARENT_RUN_ATTR)
+        if run_id or study.get_trials(deepcopy=False) or time.monotonic() > deadline:
+            return run_id
+        time.sleep(0.5)
+
+
+def _exists(client: MlflowClient, run_id: str) -> bool:
+    try:
+        client.get_run(run_id)
+    except MlflowException:
+        return False
+    return True

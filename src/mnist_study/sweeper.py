@@ -1,0 +1,319 @@
+"""The Hydra Sweeper that drives an Optuna study: ask, launch the job through Hydra's launcher, tell.
+
+Several sweep processes may share one study (a journal file on one host, PostgreSQL across hosts). Together they
+finish exactly `n_trials` counted trials: a worker asks only while counted plus running trials fall short, and a
+trial whose rank (see `studies.rank`) has reached `n_trials` is closed as an uncounted FAIL before it ever runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import logging
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.plugins.launcher import Launcher
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from hydra.utils import instantiate
+from mlflow.entities import RunStatus
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import FrozenTrial, TrialState
+
+from mnist_study import studies
+from mnist_study.search_space import SearchSpace, direction_for, format_value, in_distribution, parse_space
+
+log = logging.getLogger(__name__)
+
+
+class StudySweeper(Sweeper):
+    """Ask Optuna for a trial, run it as a Hydra job, tell Optuna its verdict; until the study holds n_trials."""
+
+    def __init__(
+        self,
+        study_name: str,
+        storage: str,
+        n_trials: int,
+        sampler: DictConfig | None,
+        pruner: DictConfig | None,
+        params: Mapping[str, str] | None,
+        grace_period_s: float,
+    ) -> None:
+        if not study_name:
+            raise ValueError("hydra.sweeper.study_name must not be empty")
+        if n_trials < 1:
+            raise ValueError(f"hydra.sweeper.n_trials must be at least 1, got {n_trials}")
+        if grace_period_s <= 0:
+            raise ValueError(f"hydra.sweeper.grace_period_s must be positive, got {grace_period_s}")
+        self.study_name = study_name
+        self.storage_url = storage
+        self.n_trials = n_trials
+        self.sampler_config = _plain(sampler)
+        self.pruner_config = _plain(pruner)
+        self.params = {str(key): str(value) for key, value in (params or {}).items()}
+        self.grace = dt.timedelta(seconds=grace_period_s)
+        self.config: DictConfig | None = None
+        self.launcher: Launcher | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.config = config
+        self.hydra_context = hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    def sweep(self, arguments: list[str]) -> None:
+        """Run trials until the study holds `n_trials` counted verdicts, then summarise it in MLflow."""
+        from mnist_study.study_tracking import ParentRun  # MLflow and matplotlib load only when sweeping.
+
+        config = self._config()
+        space = parse_space(self.params, arguments)
+        objective = str(config.objective)
+        storage = studies.open_storage(self.storage_url)
+        study, created = open_study(self.study_name, storage, direction_for(objective))
+        print(f"study {self.study_name} ({direction_for(objective)} {objective}) in {self._shown_storage()}")
+        parent = ParentRun.open(
+            study, created, OmegaConf.to_container(config.tracking, resolve=True), self.storage_url
+        )
+        if created:
+            enqueue_baseline(study, space, baseline_values(config, space))
+        parent.log_space({**{key: str(d) for key, d in space.distributions.items()}, **space.fixed})
+        Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(config, Path(config.hydra.sweep.dir) / "multirun.yaml")
+        status = RunStatus.FAILED
+        try:
+            for number in studies.recover_orphans(study, storage, self.grace):
+                print(f"trial {number}: its worker died; failed it (uncounted) and queued its params again")
+            _Loop(self, study, storage, space, parent, objective).run()
+            status = RunStatus.FINISHED
+        except KeyboardInterrupt:
+            status = RunStatus.KILLED
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                parent.log_summary(study, objective)
+            parent.close(status)
+
+    def _config(self) -> DictConfig:
+        if self.config is None or self.launcher is None:
+            raise ValueError("the sweeper was not set up by Hydra")
+        return self.config
+
+    def _shown_storage(self) -> str:
+        from mnist_study.tracking import redact
+
+        return redact(self.storage_url)
+
+    def make_sampler(self, seed_offset: int) -> optuna.samplers.BaseSampler:
+        """The configured sampler, reseeded for each ask so a resumed or parallel study never repeats draws."""
+        if self.sampler_config is None:
+            return optuna.samplers.TPESampler()
+        config = dict(self.sampler_config)
+        if config.get("seed") is not None:
+            config["seed"] = int(config["seed"]) + seed_offset
+        return instantiate(config)
+
+
+class _Loop:
+    """One sweep process's ask / launch / tell loop, and its progress lines."""
+
+    def __init__(
+        self,
+        sweeper: StudySweeper,
+        study: optuna.Study,
+        storage: optuna.storages.BaseStorage,
+        space: SearchSpace,
+        parent: Any,
+        objective: str,
+    ) -> None:
+        self.sweeper = sweeper
+        self.study = study
+        self.storage = storage
+        self.space = space
+        self.parent = parent
+        self.objective = objective
+        self.durations: list[float] = []
+
+    def run(self) -> None:
+        n_trials = self.sweeper.n_trials
+        while True:
+            trials = self.study.get_trials(deepcopy=False)
+            verdicts = studies.count_verdicts(trials)
+            if verdicts + studies.count_running(trials) >= n_trials:
+                break
+            self.study.sampler = self.sweeper.make_sampler(len(trials))
+            trial = self.study.ask(self.space.distributions)
+            if studies.rank(self.study.get_trials(deepcopy=False), trial.number) >= n_trials:
+                self._discard(trial, "surplus: other workers already hold the last trials of the budget")
+                continue
+            self._run_trial(trial)
+        done = studies.count_verdicts(self.study.get_trials(deepcopy=False))
+        print(f"study {self.study.study_name}: {done}/{n_trials} trials have a verdict; {self._best_text()}")
+
+    def _run_trial(self, trial: optuna.Trial) -> None:
+        started = time.perf_counter()
+        self._mark(trial)
+        overrides = self._job_overrides(trial)
+        try:
+            self.sweeper.validate_batch_is_legal([overrides])
+        except Exception as error:
+            self._discard(trial, f"invalid overrides: {error}")
+            raise ValueError(f"trial {trial.number}: the overrides do not compose: {error}") from error
+        try:
+            (result,) = self.sweeper.launcher.launch([overrides], initial_job_idx=trial.number)
+        except KeyboardInterrupt:
+            self._discard(trial, "interrupted (SIGINT)", requeue=True)
+            raise
+        state, value, reason = verdict(result)
+        if reason:
+            trial.set_user_attr(studies.FAIL_REASON, reason)
+        frozen = self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+        self.parent.tag_child(frozen.user_attrs.get("mlflow_run_id"), state)
+        self.durations.append(time.perf_counter() - started)
+        print(self._progress(frozen, reason), flush=True)
+
+    def _mark(self, trial: optuna.Trial) -> None:
+        """Record who runs the trial and how to prune it, where a job in any process can read them."""
+        trial.set_user_attr(studies.HOST, studies.this_host())
+        trial.set_user_attr(studies.PID, os.getpid())
+        for key, override in self.space.fixed.items():
+            trial.set_user_attr(f"fixed.{key}", override.split("=", 1)[1])
+        if self.sweeper.pruner_config is not None:
+            trial_id = studies.trial_id(self.storage, self.study.study_name, trial.number)
+            self.storage.set_trial_system_attr(trial_id, studies.PRUNER_ATTR, self.sweeper.pruner_config)
+
+    def _job_overrides(self, trial: optuna.Trial) -> list[str]:
+        return [
+            *self.space.job_overrides(trial.params),
+            f"trial.study_name={quote(self.study.study_name)}",
+            f"trial.storage={quote(self.sweeper.storage_url)}",
+            f"trial.number={trial.number}",
+            f"tracking.parent_run_id={self.parent.run_id}",
+        ]
+
+    def _discard(self, trial: optuna.Trial, reason: str, requeue: bool = False) -> None:
+        """Close a trial that never produced a verdict as an uncounted FAIL (optionally queueing its params)."""
+        trial.set_user_attr(studies.FAIL_REASON, reason)
+        trial.set_user_attr(studies.UNCOUNTED, reason)
+        self.study.tell(trial, state=TrialState.FAIL)
+        if requeue:
+            self.study.enqueue_trial(trial.params, user_attrs={studies.RETRY_OF: trial.number})
+
+    def _progress(self, trial: FrozenTrial, reason: str | None) -> str:
+        """`trial 7/40 COMPLETE val_accuracy=0.9812 (best 0.9831 #5) 12.3s ETA 5m`."""
+        head = f"trial {trial.number}/{self.sweeper.n_trials} {trial.state.name}"
+        if trial.state == TrialState.COMPLETE:
+            head += f" {self.objective}={trial.value:.4f}"
+        elif trial.state == TrialState.PRUNED:
+            last = trial.last_step
+            value = trial.intermediate_values.get(last) if last is not None else None
+            head += f" at epoch {last} {self.objective}={value:.4f}" if value is not None else " before epoch 1"
+        else:
+            head += f" {reason}"
+        return f"{head} ({self._best_text()}) {self.durations[-1]:.1f}s ETA {self._eta()}"
+
+    def _best_text(self) -> str:
+        try:
+            best = self.study.best_trial
+        except ValueError:
+            return "no COMPLETE trial yet"
+        return f"best {best.value:.4f} #{best.number}"
+
+    def _eta(self) -> str:
+        trials = self.study.get_trials(deepcopy=False)
+        remaining = max(0, self.sweeper.n_trials - studies.count_verdicts(trials))
+        return format_duration(remaining * sum(self.durations) / len(self.durations))
+
+
+def open_study(name: str, storage: optuna.storages.BaseStorage, direction: str) -> tuple[optuna.Study, bool]:
+    """Load the study, or create it; exactly one of several racing workers is told it created it."""
+    try:
+        return optuna.create_study(study_name=name, storage=storage, direction=direction), True
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=name, storage=storage)
+    if study.direction.name.lower() != direction:
+        raise ValueError(
+            f"study {name!r} was created to {study.direction.name.lower()}, but objective asks to {direction}; "
+            "use another hydra.sweeper.study_name"
+        )
+    return study, False
+
+
+def baseline_values(config: DictConfig, space: SearchSpace) -> dict[str, Any]:
+    """What the composed config itself says for each sampled parameter (a group's value is its chosen option)."""
+    choices = config.hydra.runtime.choices
+    values: dict[str, Any] = {}
+    for key in space.distributions:
+        values[key] = choices[key] if key in choices else OmegaConf.select(config, key, default=None)
+    return values
+
+
+def enqueue_baseline(study: optuna.Study, space: SearchSpace, baseline: Mapping[str, Any]) -> bool:
+    """Queue the configured baseline as the study's first trial when the space contains it; else say why not."""
+    if space.contains(baseline):
+        study.enqueue_trial(dict(baseline), user_attrs={"baseline": True})
+        return True
+    outside = [
+        f"{key}={format_value(baseline.get(key))}"
+        for key, distribution in space.distributions.items()
+        if not in_distribution(baseline.get(key), distribution)
+    ]
+    print(f"baseline not enqueued as trial 0: outside the search space ({', '.join(outside)})")
+    return False
+
+
+def verdict(result: JobReturn) -> tuple[TrialState, float | None, str | None]:
+    """COMPLETE with a finite objective; PRUNED when the job says so; otherwise FAIL with the reason."""
+    if result.status == JobStatus.COMPLETED:
+        value = result.return_value
+        if isinstance(value, int | float) and math.isfinite(value):
+            return TrialState.COMPLETE, float(value), None
+        return TrialState.FAIL, None, f"objective is {value!r}, not a finite number"
+    try:
+        # Hydra re-raises the job's exception here (and writes a line to stderr, which we keep out of sight).
+        with contextlib.redirect_stderr(io.StringIO()):
+            _ = result.return_value
+    except optuna.TrialPruned:
+        return TrialState.PRUNED, None, None
+    except Exception as error:
+        return TrialState.FAIL, None, f"{type(error).__name__}: {error}"
+    return TrialState.FAIL, None, "the job ended without a result"
+
+
+def quote(value: str) -> str:
+    """A string as one Hydra override value, whatever characters it holds."""
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"
+
+
+def format_duration(seconds: float) -> str:
+    """`40s`, `5m`, `1h05m`."""
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+
+
+def _plain(node: DictConfig | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A `_target_` config as a plain dict (JSON-able, so it can be stored on a trial)."""
+    if node is None:
+        return None
+    container = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    if not isinstance(container, dict) or "_target_" not in container:
+        raise ValueError(f"sampler and pruner must be `_target_` configs or null, got {container!r}")
+    return container
+
+
+__all__: Sequence[str] = ("StudySweeper",)
