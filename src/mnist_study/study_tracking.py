@@ -11,7 +11,7 @@ import json
 import logging
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import matplotlib
@@ -101,27 +101,34 @@ class ParentRun:
         self._log_plots(study, complete, objective)
 
     def _log_plots(self, study: optuna.Study, complete: list[optuna.trial.FrozenTrial], objective: str) -> None:
-        """Each plot is best effort: too few trials for one (importances need two) must not fail the sweep."""
-        plots = {
-            "plots/optimization_history.png": lambda: (
-                optuna.visualization.matplotlib.plot_optimization_history(study).figure
-            ),
-            "plots/param_importances.png": lambda: (
-                optuna.visualization.matplotlib.plot_param_importances(study).figure
-            ),
-            "plots/accuracy_vs_width.png": lambda: accuracy_vs_width(complete, objective),
-        }
+        """Plots need COMPLETE trials (importances need two); each is best effort and never fails the sweep."""
+        plots: dict[str, Callable[[], plt.Figure]] = {}
+        if complete:
+            plots["plots/optimization_history.png"] = lambda: plot_figure(
+                optuna.visualization.matplotlib.plot_optimization_history, study
+            )
+            plots["plots/accuracy_vs_width.png"] = lambda: accuracy_vs_width(complete, objective)
+        if len(complete) >= 2:
+            plots["plots/param_importances.png"] = lambda: plot_figure(
+                optuna.visualization.matplotlib.plot_param_importances, study
+            )
         for name, draw in plots.items():
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    figure = draw()
+                figure = draw()
                 figure.tight_layout()
                 self.client.log_figure(self.run_id, figure, name)
-                plt.close(figure)
             except (ValueError, RuntimeError, KeyError, ZeroDivisionError) as error:
-                log.info("skipped %s: %s", name, error)
+                log.debug("skipped %s: %s", name, error)
+            finally:
                 plt.close("all")
+
+
+def plot_figure(plot: Callable[[optuna.Study], Any], study: optuna.Study) -> plt.Figure:
+    """An Optuna matplotlib plot's figure, without its experimental-API and empty-legend warnings."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        return plot(study).figure
 
 
 def fixed_params(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import io
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -78,6 +79,7 @@ class StudySweeper(Sweeper):
         from mnist_study.study_tracking import ParentRun  # MLflow and matplotlib load only when sweeping.
 
         config = self._config()
+        quiet_per_job_logging()
         space = parse_space(self.params, arguments)
         objective = str(config.objective)
         storage = studies.open_storage(self.storage_url)
@@ -236,6 +238,13 @@ class _Loop:
         return format_duration(remaining * sum(self.durations) / len(self.durations))
 
 
+def quiet_per_job_logging() -> None:
+    """Keep the sweep's output to one line per trial: Hydra's per-launch lines and TensorFlow's retracing
+    warnings (each trial builds a new model) say nothing the progress line and MLflow do not."""
+    logging.getLogger("hydra._internal.core_plugins.basic_launcher").setLevel(logging.WARNING)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
 def open_study(name: str, storage: optuna.storages.BaseStorage, direction: str) -> tuple[optuna.Study, bool]:
     """Load the study, or create it; exactly one of several racing workers is told it created it."""
     try:
@@ -293,7 +302,9 @@ def verdict(result: JobReturn) -> tuple[TrialState, float | None, str | None]:
 
 def quote(value: str) -> str:
     """A string as one Hydra override value, whatever characters it holds."""
-    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    # Hydra unescapes backslashes only where they precede a quote (or end the string), so only those double.
+    escaped = re.sub(r"(\\*)'", r"\1\1\\'", value)
+    escaped = re.sub(r"(\\+)$", r"\1\1", escaped)
     return f"'{escaped}'"
 
 

@@ -1,0 +1,193 @@
+"""Unit tests of the sweeper's pure parts: grammar to distributions, direction, baseline, verdicts (no TF)."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import OmegaConf
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from mnist_study.search_space import direction_for, format_value, in_distribution, parse_space
+from mnist_study.sweeper import enqueue_baseline, format_duration, quote, verdict
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+SWEEP_PARAMS = OmegaConf.to_container(OmegaConf.load(EXPERIMENTS / "sweep.yaml").hydra.sweeper.params)
+BASELINE = {
+    "model.units": 512,
+    "optimizer": "rmsprop",
+    "train.epochs": 5,
+    "optimizer.learning_rate": 0.001,
+    "model.dropout": 0.0,
+    "train.batch_size": 128,
+}
+
+
+def test_the_sweeper_logic_does_not_import_tensorflow() -> None:
+    # Hydra imports the plugin at every start-up and the sweeper plans before any job runs; both must stay light.
+    code = (
+        "import sys, hydra_plugins.mnist_study_sweeper.mnist_study_sweeper, mnist_study.sweeper;"
+        "import mnist_study.studies; print('tensorflow' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("choice(rmsprop, adam)", CategoricalDistribution(["rmsprop", "adam"])),
+        ("choice(64, 128, 256)", CategoricalDistribution([64, 128, 256])),
+        ("1,2,3", CategoricalDistribution([1, 2, 3])),
+        ("range(1, 31)", IntDistribution(1, 30)),
+        ("range(2, 11, 4)", IntDistribution(2, 10, step=4)),
+        ("range(0.0, 0.5, 0.25)", FloatDistribution(0.0, 0.25, step=0.25)),
+        ("interval(0, 0.5)", FloatDistribution(0.0, 0.5)),
+        ("int(interval(1, 30))", IntDistribution(1, 30)),
+        ("tag(log, int(interval(32, 4096)))", IntDistribution(32, 4096, log=True)),
+        ("tag(log, interval(1e-4, 1e-2))", FloatDistribution(1e-4, 1e-2, log=True)),
+        ("tag(log, range(1, 10))", IntDistribution(1, 9, log=True)),
+    ],
+)
+def test_sweep_grammar_maps_to_optuna_distributions(expression: str, expected: object) -> None:
+    space = parse_space({"key": expression}, [])
+    assert space.distributions == {"key": expected}
+
+
+@pytest.mark.parametrize("expression", ["tag(log, choice(1, 2))", "range(5, 1)", "glob(*)"])
+def test_unusable_sweeps_are_rejected_with_a_reason(expression: str) -> None:
+    with pytest.raises(ValueError, match="key="):
+        parse_space({"key": expression}, [])
+
+
+def test_default_space_is_the_issues() -> None:
+    space = parse_space(SWEEP_PARAMS, [])
+    assert space.distributions == {
+        "model.units": IntDistribution(32, 4096, log=True),
+        "optimizer": CategoricalDistribution(["rmsprop", "adam", "adamw", "nadam", "sgd"]),
+        "train.epochs": IntDistribution(1, 30),
+        "optimizer.learning_rate": FloatDistribution(1e-4, 1e-2, log=True),
+        "model.dropout": FloatDistribution(0.0, 0.5),
+        "train.batch_size": CategoricalDistribution([64, 128, 256]),
+    }
+    assert space.contains(BASELINE)
+
+
+def test_command_line_sweep_replaces_a_space_and_a_plain_value_fixes_it() -> None:
+    arguments = ["+experiment=sweep", "model.units=choice(64,96)", "optimizer=adam", "data.train_subset=3000"]
+    space = parse_space(SWEEP_PARAMS, arguments)
+    assert space.distributions["model.units"] == CategoricalDistribution([64, 96])
+    assert "optimizer" not in space.distributions
+    assert space.fixed == {"optimizer": "optimizer=adam"}
+    assert space.passthrough == ("+experiment=sweep", "data.train_subset=3000")
+    overrides = space.job_overrides({"model.units": 64, "optimizer.learning_rate": 0.000123})
+    assert overrides[:3] == ["model.units=64", "optimizer.learning_rate=0.000123", "optimizer=adam"]
+
+
+def test_a_new_sweep_on_the_command_line_adds_a_dimension() -> None:
+    space = parse_space({"model.units": "choice(8, 16)"}, ["data.train_subset=range(1000, 3001, 1000)"])
+    assert space.distributions["data.train_subset"] == IntDistribution(1000, 3000, step=1000)
+
+
+@pytest.mark.parametrize("value", [1.2345678901234567e-05, 0.1, 512, "rmsprop", True, 1e12])
+def test_values_round_trip_through_the_override_grammar(value: object) -> None:
+    (override,) = OverridesParser.create().parse_overrides([f"key={format_value(value)}"])
+    assert override.value() == value
+    assert type(override.value()) is type(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "distribution", "inside"),
+    [
+        (512, IntDistribution(32, 4096, log=True), True),
+        (5000, IntDistribution(32, 4096, log=True), False),
+        (5, IntDistribution(2, 10, step=4), False),
+        (0.001, FloatDistribution(1e-4, 1e-2, log=True), True),
+        (0.0, FloatDistribution(0.0, 0.5), True),
+        (0.3, FloatDistribution(0.0, 0.5, step=0.25), False),
+        ("rmsprop", CategoricalDistribution(["rmsprop", "adam"]), True),
+        ("128", CategoricalDistribution([64, 128]), False),
+        (None, FloatDistribution(0.0, 0.5), False),
+        (True, IntDistribution(0, 3), False),
+    ],
+)
+def test_membership(value: object, distribution: optuna.distributions.BaseDistribution, inside: bool) -> None:
+    assert in_distribution(value, distribution) is inside
+
+
+@pytest.mark.parametrize(
+    ("objective", "direction"),
+    [("val_accuracy", "maximize"), ("accuracy", "maximize"), ("val_loss", "minimize"), ("loss", "minimize")],
+)
+def test_direction_follows_the_objective(objective: str, direction: str) -> None:
+    assert direction_for(objective) == direction
+
+
+def test_an_objective_of_unknown_direction_is_an_error() -> None:
+    with pytest.raises(ValueError, match="f1_score"):
+        direction_for("f1_score")
+
+
+def test_baseline_is_enqueued_as_trial_0_when_inside_the_space() -> None:
+    study = optuna.create_study(direction="maximize")
+    space = parse_space(SWEEP_PARAMS, [])
+    assert enqueue_baseline(study, space, BASELINE)
+    trial = study.ask(space.distributions)
+    assert trial.number == 0
+    assert trial.params == BASELINE
+
+
+def test_baseline_outside_the_space_is_not_enqueued_and_says_why(capsys: pytest.CaptureFixture[str]) -> None:
+    study = optuna.create_study(direction="maximize")
+    space = parse_space(SWEEP_PARAMS, ["model.units=choice(64,96)"])
+    assert not enqueue_baseline(study, space, BASELINE)
+    assert study.get_trials() == []
+    output = capsys.readouterr().out.strip().splitlines()
+    assert output == ["baseline not enqueued as trial 0: outside the search space (model.units=512)"]
+
+
+def job_return(status: JobStatus, value: object) -> JobReturn:
+    result = JobReturn(status=status)
+    result.return_value = value
+    return result
+
+
+@pytest.mark.parametrize(
+    ("status", "value", "state", "reason"),
+    [
+        (JobStatus.COMPLETED, 0.98, TrialState.COMPLETE, None),
+        (JobStatus.COMPLETED, math.nan, TrialState.FAIL, "objective is nan, not a finite number"),
+        (JobStatus.COMPLETED, None, TrialState.FAIL, "objective is None, not a finite number"),
+        (JobStatus.FAILED, optuna.TrialPruned("pruned at epoch 2"), TrialState.PRUNED, None),
+        (
+            JobStatus.FAILED,
+            FloatingPointError("loss became nan"),
+            TrialState.FAIL,
+            "FloatingPointError: loss became nan",
+        ),
+    ],
+)
+def test_verdict_of_a_job(status: JobStatus, value: object, state: TrialState, reason: str | None) -> None:
+    told_state, told_value, told_reason = verdict(job_return(status, value))
+    assert (told_state, told_reason) == (state, reason)
+    assert told_value == (value if state == TrialState.COMPLETE else None)
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite:////tmp/x/optuna.db", "postgresql://user:p'a\\ss@host/db", "/tmp/a b/o.journal", "end\\"]
+)
+def test_quoted_override_values_survive_hydras_parser(url: str) -> None:
+    (override,) = OverridesParser.create().parse_overrides([f"trial.storage={quote(url)}"])
+    assert override.value() == url
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(12.4, "12s"), (300, "5m"), (3900, "1h05m")])
+def test_format_duration(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
