@@ -53,7 +53,10 @@ def expand_experiment_words(argv: list[str]) -> list[str]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """Run one job and return its objective (what a sweeper optimizes)."""
-    from mnist_study.job import run  # Imported here so that a bad command line fails before TensorFlow loads.
+    # Imported here, so that a bad command line fails before TensorFlow loads; quietly, before anything else
+    # can import keras, so that users see our output rather than TensorFlow's start-up noise.
+    import mnist_study.quiet_tensorflow  # noqa: F401
+    from mnist_study.job import run
 
     return run(cfg, HydraConfig.get().overrides.task)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+# First, so that TensorFlow's start-up noise is silenced before anything imports keras.
+import mnist_study.quiet_tensorflow  # noqa: F401
+
+# isort: split
 from collections.abc import Mapping
 from typing import Any
 
 import keras
-
-import mnist_study.quiet_tensorflow  # noqa: F401  (before keras: silences TensorFlow start-up)
 
 NUM_PIXELS = 28 * 28
 NUM_CLASSES = 10

@@ -6,6 +6,10 @@ in one process, and a sweeper's parent run must not leak into the next trial as 
 
 from __future__ import annotations
 
+# First, so that TensorFlow's start-up noise is silenced before anything imports keras.
+import mnist_study.quiet_tensorflow  # noqa: F401
+
+# isort: split
 import contextlib
 import functools
 import importlib.metadata
@@ -23,7 +27,6 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-import mnist_study.quiet_tensorflow  # noqa: F401  (before keras: silences TensorFlow start-up)
 from mnist_study.data import data_hashes
 from mnist_study.paths import PROJECT_ROOT
 
