@@ -10,13 +10,14 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 VENV := .venv
 RUN := $(VENV)/bin/python
 
-.PHONY: help install baseline seed-replica sweep test lint format
+.PHONY: help install baseline seed-replica sweep test lint format services services-stop postgresql
 
 help:
 	@echo "make sweep     set up (first time) and run the default Optuna study"
 	@echo "make test      set up (first time) and run the whole test suite"
 	@echo "make baseline  one run of the tutorial's network, logged to MLflow"
 	@echo "make lint      ruff"
+	@echo "make services  a throwaway PostgreSQL + mlflow server on 127.0.0.1 for many workers (services-stop ends them)"
 
 # The stamp is remade whenever the lock changes, so `git pull` followed by any target resyncs the environment.
 $(VENV)/.installed: pyproject.toml uv.lock
@@ -46,3 +47,15 @@ lint: install
 format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# Debian's PostgreSQL, installed when missing (as root; otherwise say what to run).
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else echo "PostgreSQL is missing: sudo apt-get install postgresql"; exit 2; fi; }
+
+services: install postgresql
+	scripts/services.sh start
+
+services-stop:
+	scripts/services.sh stop

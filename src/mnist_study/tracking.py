@@ -98,13 +98,17 @@ def environment_tags() -> dict[str, str]:
 def get_or_create_experiment(client: MlflowClient, name: str, artifact_location: str) -> str:
     """The experiment's id, creating it with artifacts under `artifact_location` if it is new.
 
-    Several workers may start together; whoever loses the creation race reads the winner's experiment.
+    Several workers may start together; whoever loses the creation race reads the winner's experiment. Behind
+    an `mlflow server` the server decides where artifacts go (it serves them to every host), so
+    `artifact_location` applies only to a store this process writes itself.
     """
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
+    served = client.tracking_uri.startswith(("http://", "https://"))
+    location = None if served else Path(artifact_location).as_uri()
     try:
-        return client.create_experiment(name, artifact_location=Path(artifact_location).as_uri())
+        return client.create_experiment(name, artifact_location=location)
     except MlflowException:
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
