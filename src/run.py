@@ -11,9 +11,11 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import mnist_study.paths  # noqa: F401  (registers the ${project_root:} resolver)
+from mnist_study.validation import ConfigError, validate
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 # Hydra flags whose next argument is a value, not an override or an experiment name.
@@ -52,7 +54,13 @@ def expand_experiment_words(argv: list[str]) -> list[str]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    """Run one job and return its objective (what a sweeper optimizes)."""
+    """Validate, run one job and return its objective (what a sweeper optimizes)."""
+    try:
+        validate(cfg)
+    except ConfigError as error:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # Inside a sweep, a job with a bad value is a failed trial, not the end of the study.
+        sys.exit(f"error: {error}")
     # Imported here, so that a bad command line fails before TensorFlow loads; quietly, before anything else
     # can import keras, so that users see our output rather than TensorFlow's start-up noise.
     import mnist_study.quiet_tensorflow  # noqa: F401

@@ -46,3 +46,9 @@ def test_unknown_optimizer_is_a_value_error() -> None:
 def test_bad_model_settings_name_the_key(units: int, dropout: float, key: str) -> None:
     with pytest.raises(ValueError, match=key):
         model.build_model(units, dropout=dropout)
+
+
+def test_validation_knows_the_same_optimizers() -> None:
+    from mnist_study.validation import OPTIMIZER_NAMES
+
+    assert set(OPTIMIZER_NAMES) == set(model.OPTIMIZERS)

@@ -14,7 +14,6 @@ import contextlib
 import functools
 import importlib.metadata
 import platform
-import re
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
@@ -25,23 +24,17 @@ import keras
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.async_logging.run_operations import RunOperations
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_study.data import data_hashes
 from mnist_study.paths import PROJECT_ROOT
+from mnist_study.secrets import redact
 
 VERSIONED_PACKAGES = ("tensorflow", "keras", "hydra-core", "optuna", "mlflow", "numpy", "pandas")
 HISTORY_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 # MLflow limits a batch to 1000 metrics / 100 params / 100 tags.
 PARAMS_PER_BATCH = 100
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/:@\s]+:)(?P<password>[^/@\s]+)(?P<tail>@)")
-
-
-def redact(text: str) -> str:
-    """Hide the password of any `scheme://user:password@host` URL in a string."""
-    return _URL_PASSWORD.sub(r"\g<head>***\g<tail>", text)
-
-
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Flatten a nested mapping to dotted keys (`model.units`, `optimizer.name`, ...)."""
     flat: dict[str, Any] = {}
@@ -117,12 +110,19 @@ def get_or_create_experiment(client: MlflowClient, name: str, artifact_location:
 
 
 class EpochLogger(keras.callbacks.Callback):
-    """Log loss and accuracy (train and validation) to MLflow at step = epoch (1-based) as each epoch ends."""
+    """Log loss and accuracy (train and validation) to MLflow at step = epoch (1-based) as each epoch ends.
 
-    def __init__(self, client: MlflowClient, run_id: str) -> None:
+    By default the write is asynchronous: MLflow queues it on a background thread, so a slow tracking store
+    (SQLite on a busy disk, a remote server) never stalls the next epoch. `flush` waits for every queued write
+    and raises if any failed; `tracked_run` calls it before the run is marked terminated.
+    """
+
+    def __init__(self, client: MlflowClient, run_id: str, synchronous: bool = False) -> None:
         super().__init__()
         self.client = client
         self.run_id = run_id
+        self.synchronous = synchronous
+        self.pending: list[RunOperations] = []
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         timestamp = int(time.time() * 1000)
@@ -131,7 +131,15 @@ class EpochLogger(keras.callbacks.Callback):
             for key, value in (logs or {}).items()
             if key in HISTORY_METRICS
         ]
-        self.client.log_batch(self.run_id, metrics=metrics)
+        operation = self.client.log_batch(self.run_id, metrics=metrics, synchronous=self.synchronous)
+        if operation is not None:
+            self.pending.append(operation)
+
+    def flush(self) -> None:
+        """Block until every epoch logged so far is stored; raise MlflowException if any write failed."""
+        pending, self.pending = self.pending, []
+        for operation in pending:
+            operation.wait()
 
 
 class TrackedRun:
@@ -140,9 +148,18 @@ class TrackedRun:
     def __init__(self, client: MlflowClient, run_id: str) -> None:
         self.client = client
         self.run_id = run_id
+        self.loggers: list[EpochLogger] = []
 
-    def epoch_logger(self) -> EpochLogger:
-        return EpochLogger(self.client, self.run_id)
+    def epoch_logger(self, synchronous: bool = False) -> EpochLogger:
+        """A callback that logs every epoch into this run (asynchronously unless `synchronous`)."""
+        logger = EpochLogger(self.client, self.run_id, synchronous=synchronous)
+        self.loggers.append(logger)
+        return logger
+
+    def flush(self) -> None:
+        """Wait for every asynchronous write into this run (called before the run is terminated)."""
+        for logger in self.loggers:
+            logger.flush()
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         timestamp = int(time.time() * 1000)
@@ -171,14 +188,24 @@ def tracked_run(cfg: DictConfig, run_name: str, tags: Mapping[str, str] | None =
             client.log_batch(run.info.run_id, params=params[start : start + PARAMS_PER_BATCH])
         client.log_text(run.info.run_id, redact(OmegaConf.to_yaml(cfg, resolve=True)), "config.yaml")
         yield tracked
+        # Queued epoch metrics must be stored before the run is closed; a failed write fails the run.
+        tracked.flush()
     except KeyboardInterrupt:
+        _flush_quietly(tracked)
         _end(client, run.info.run_id, RunStatus.KILLED, "interrupted (SIGINT)")
         raise
     except BaseException as error:
+        _flush_quietly(tracked)
         _end(client, run.info.run_id, RunStatus.FAILED, f"{type(error).__name__}: {error}")
         raise
     else:
         client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+
+def _flush_quietly(tracked: TrackedRun) -> None:
+    """Store what can still be stored of a failing run; the original error is the one to report."""
+    with contextlib.suppress(Exception):
+        tracked.flush()
 
 
 def _end(client: MlflowClient, run_id: str, status: int, reason: str) -> None:

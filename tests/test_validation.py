@@ -1,0 +1,80 @@
+"""Config validation: every bad value is one line naming the key, checked without importing TensorFlow."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from mnist_study.validation import ConfigError, validate
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def config(*overrides: str) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def test_baseline_config_is_valid() -> None:
+    validate(config())
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("model.units=0", "model.units"),
+        ("model.units=abc", "model.units"),
+        ("model.units=true", "model.units"),
+        ("model.dropout=1.0", "model.dropout"),
+        ("model.activation=relux", "model.activation"),
+        ("optimizer.name=adagrad", "optimizer.name"),
+        ("optimizer.learning_rate=0", "optimizer.learning_rate"),
+        ("train.epochs=-1", "train.epochs"),
+        ("train.batch_size=1.5", "train.batch_size"),
+        ("train.verbose=3", "train.verbose"),
+        ("data.val_size=60000", "data.val_size"),
+        ("data.train_subset=55001", "data.train_subset"),
+        ("data.fit_on=both", "data.fit_on"),
+        ("seed=-1", "seed"),
+        ("objective=test_accuracy", "objective"),
+        ("tracking.uri=mlflow.db", "tracking.uri"),
+        ("tracking.uri=ftp://host/db", "tracking.uri"),
+    ],
+)
+def test_bad_value_names_its_key(override: str, key: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        validate(config(override))
+    message = str(error.value)
+    assert message.startswith(f"{key}=")
+    assert "\n" not in message
+
+
+def test_validation_objective_needs_a_validation_split() -> None:
+    with pytest.raises(ConfigError, match=r"data\.val_size"):
+        validate(config("data.val_size=0"))
+    validate(config("data.val_size=0", "objective=loss"))
+
+
+def test_unwritable_sqlite_store_is_refused(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="cannot create a store"):
+        validate(config(f"tracking.uri=sqlite:///{blocker}/mlflow.db"))
+
+
+def test_unreachable_server_is_refused_with_its_password_hidden() -> None:
+    with pytest.raises(ConfigError) as error:
+        validate(config("tracking.uri=http://user:pa55word@127.0.0.1:9"))
+    assert "no MLflow server answers" in str(error.value)
+    assert "pa55word" not in str(error.value)
+
+
+def test_validation_does_not_import_tensorflow_or_mlflow() -> None:
+    probe = "import sys, mnist_study.validation; print('tensorflow' in sys.modules, 'mlflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "False"]
