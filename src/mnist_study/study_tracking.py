@@ -44,7 +44,7 @@ class ParentRun:
     @classmethod
     def open(cls, study: optuna.Study, created: bool, tracking: Mapping[str, Any], storage_url: str) -> ParentRun:
         """Find the study's parent run (creating it if this worker created the study, or none exists)."""
-        client = MlflowClient(tracking_uri=tracking["uri"])
+        client = open_client(tracking["uri"])
         run_id = None if created else _wait_for_parent_id(study)
         if run_id is not None and not _exists(client, run_id):
             log.warning(
@@ -157,6 +157,18 @@ def accuracy_vs_width(trials: list[optuna.trial.FrozenTrial], objective: str) ->
     axes.set_title(f"{objective} vs width, by optimizer (COMPLETE trials)")
     axes.legend(title="optimizer")
     return figure
+
+
+def open_client(uri: str, attempts: int = 5) -> MlflowClient:
+    """An MLflow client; several workers starting on a brand-new SQLite store race to create its tables, and the
+    losers of that race succeed once the winner is done."""
+    for attempt in range(1, attempts):
+        try:
+            return MlflowClient(tracking_uri=uri)
+        except Exception as error:
+            log.info("tracking store %s not ready (%s); retrying", redact(uri), type(error).__name__)
+            time.sleep(attempt)
+    return MlflowClient(tracking_uri=uri)
 
 
 def _wait_for_parent_id(study: optuna.Study) -> str | None:

@@ -1,0 +1,170 @@
+"""End to end: `python src/run.py smoke ...` in a subprocess: real MNIST, Optuna and MLflow stores in tmp."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+
+from conftest import PROJECT_ROOT, RUN_PY, run_cli, store_overrides
+from mnist_study.studies import open_storage
+
+SMOKE_BASELINE = {"model.units": 512, "optimizer": "rmsprop", "train.epochs": 2, "optimizer.learning_rate": 0.001}
+PROGRESS = re.compile(r"^trial (\d+)/(\d+) (COMPLETE|PRUNED|FAIL) .*\) [\d.]+s ETA \S+$", re.MULTILINE)
+ALWAYS_PRUNE = [
+    "hydra.sweeper.pruner=null",
+    "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:0.999}",
+]
+
+
+def sweep_args(folder: Path, storage: str, *extra: str) -> list[str]:
+    return ["smoke", *store_overrides(folder), f"hydra.sweeper.storage={storage}", *extra]
+
+
+def sweep(folder: Path, storage: str, *extra: str) -> str:
+    """Run the smoke study; fail the test with its output unless it exits 0; return its stdout."""
+    result = run_cli(sweep_args(folder, storage, *extra))
+    if result.returncode != 0:
+        pytest.fail(f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+    return result.stdout
+
+
+def mlflow_runs(folder: Path) -> tuple[MlflowClient, list]:
+    client = MlflowClient(tracking_uri=f"sqlite:///{folder}/mlflow.db")
+    experiment = client.get_experiment_by_name("mnist-mlp")
+    return client, client.search_runs([experiment.experiment_id], max_results=1000)
+
+
+def split_runs(runs: list, study_name: str) -> tuple[object, dict[str, object]]:
+    """The study's one parent run and its children by name."""
+    parents = [run for run in runs if run.info.run_name == study_name]
+    assert len(parents) == 1, [run.info.run_name for run in runs]
+    parent = parents[0]
+    children = {
+        run.info.run_name: run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    }
+    return parent, children
+
+
+@pytest.mark.slow
+def test_sweep_finishes_n_trials_then_extends_under_the_same_parent(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    output = sweep(tmp_path, storage, "hydra.sweeper.n_trials=6", "hydra.sweeper.study_name=S")
+
+    assert [int(number) for number, _, _ in PROGRESS.findall(output)] == list(range(6))
+    study = optuna.load_study(study_name="S", storage=storage)
+    trials = study.get_trials()
+    assert [trial.number for trial in trials] == list(range(6))
+    assert all(trial.state.is_finished() and trial.state != TrialState.FAIL for trial in trials)
+    assert trials[0].params == SMOKE_BASELINE
+    # The objective is named once: the study's direction, the Keras history key and the MLflow metric agree.
+    objective = OmegaConf.load(PROJECT_ROOT / "conf" / "config.yaml").objective
+    assert objective == "val_accuracy"
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+
+    client, runs = mlflow_runs(tmp_path)
+    parent, children = split_runs(runs, "S")
+    assert parent.info.status == "FINISHED"
+    assert sorted(children) == [f"trial-{n}" for n in range(6)]
+    for trial in trials:
+        child = children[f"trial-{trial.number}"]
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["optuna.state"] == trial.state.name
+        assert child.data.tags["optuna.trial"] == str(trial.number)
+        history = client.get_metric_history(child.info.run_id, objective)
+        # One value per epoch trained, equal to what the trial reported to Optuna at the same step.
+        assert {m.step: m.value for m in history} == pytest.approx(trial.intermediate_values)
+        assert ("test_accuracy" in child.data.metrics) == (trial.state == TrialState.COMPLETE)
+    assert parent.data.metrics[f"best_{objective}"] == pytest.approx(study.best_value)
+    artifacts = {item.path for item in client.list_artifacts(parent.info.run_id)}
+    assert {"trials.csv", "best.json", "plots"} <= artifacts
+    plots = {item.path for item in client.list_artifacts(parent.info.run_id, "plots")}
+    assert "plots/optimization_history.png" in plots
+    assert "plots/accuracy_vs_width.png" in plots
+
+    # The same command with a larger budget resumes: exactly two more trials, here pruned by a pruner that always
+    # prunes, under the same parent run.
+    output = sweep(tmp_path, storage, "hydra.sweeper.n_trials=8", "hydra.sweeper.study_name=S", *ALWAYS_PRUNE)
+    assert [(int(n), state) for n, _, state in PROGRESS.findall(output)] == [(6, "PRUNED"), (7, "PRUNED")]
+    assert "at epoch 1" in output
+    trials = optuna.load_study(study_name="S", storage=storage).get_trials()
+    assert [trial.number for trial in trials] == list(range(8))
+    assert [trial.state for trial in trials[6:]] == [TrialState.PRUNED, TrialState.PRUNED]
+    assert [list(trial.intermediate_values) for trial in trials[6:]] == [[1], [1]]
+    client, runs = mlflow_runs(tmp_path)
+    parent, children = split_runs(runs, "S")
+    assert parent.info.status == "FINISHED"
+    assert sorted(children) == sorted(f"trial-{n}" for n in range(8))
+    assert children["trial-7"].data.tags["optuna.state"] == "PRUNED"
+    assert "test_accuracy" not in children["trial-7"].data.metrics
+
+
+@pytest.mark.slow
+def test_command_line_narrows_and_fixes_and_failed_trials_do_not_stop_the_sweep(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    # SGD at a learning rate of 1e12 diverges at once: every trial is a FAIL with the reason, none stops the sweep.
+    narrow = ["model.units=choice(64,96)", "optimizer=sgd", "optimizer.learning_rate=1e12"]
+    output = sweep(tmp_path, storage, "hydra.sweeper.n_trials=2", *narrow)
+
+    assert "baseline not enqueued as trial 0: outside the search space (model.units=512)" in output
+    assert [(int(n), state) for n, _, state in PROGRESS.findall(output)] == [(0, "FAIL"), (1, "FAIL")]
+    trials = optuna.load_study(study_name="smoke", storage=storage).get_trials()
+    assert [trial.state for trial in trials] == [TrialState.FAIL, TrialState.FAIL]
+    for trial in trials:
+        assert "loss became nan" in trial.user_attrs["fail_reason"]
+        assert trial.params["model.units"] in (64, 96)
+        assert "optimizer" not in trial.params and "optimizer.learning_rate" not in trial.params
+        assert trial.user_attrs["fixed.optimizer"] == "sgd"
+    _, runs = mlflow_runs(tmp_path)
+    _, children = split_runs(runs, "smoke")
+    assert len(children) == 2
+    for child in children.values():
+        assert child.info.status == "FAILED"
+        assert child.data.tags["optuna.state"] == "FAIL"
+        assert child.data.params["optimizer.name"] == "sgd"
+        assert child.data.params["model.units"] in ("64", "96")
+
+
+@pytest.mark.slow
+def test_two_workers_on_one_journal_finish_n_trials_together(tmp_path: Path) -> None:
+    storage = str(tmp_path / "optuna.journal")
+    args = sweep_args(tmp_path, storage, "hydra.sweeper.n_trials=5", "hydra.sweeper.study_name=pair")
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(RUN_PY), *args, f"hydra.sweep.dir={tmp_path}/multirun-{index}"],
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for index in range(2)
+    ]
+    outputs = [worker.communicate(timeout=600) for worker in workers]
+    for worker, (stdout, stderr) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, f"stdout:\n{stdout}\nstderr:\n{stderr}"
+
+    finished = [int(n) for stdout, _ in outputs for n, _, _ in PROGRESS.findall(stdout)]
+    trials = optuna.load_study(study_name="pair", storage=open_storage(storage)).get_trials()
+    counted = [trial for trial in trials if trial.state.is_finished() and "uncounted" not in trial.user_attrs]
+    ran = [trial for trial in trials if "mlflow_run_id" in trial.user_attrs]
+    assert len(counted) == 5
+    assert sorted(finished) == sorted(trial.number for trial in ran) == sorted(trial.number for trial in counted)
+    assert len(set(finished)) == len(finished)
+    assert all(trial.state.is_finished() for trial in trials)
+    _, runs = mlflow_runs(tmp_path)
+    _, children = split_runs(runs, "pair")
+    assert sorted(children) == sorted(f"trial-{trial.number}" for trial in ran)
+
+
+def test_bad_sweeper_config_is_one_clear_line_and_a_non_zero_exit(tmp_path: Path) -> None:
+    result = run_cli(sweep_args(tmp_path, f"sqlite:///{tmp_path}/optuna.db", "hydra.sweeper.n_trials=0"))
+    assert result.returncode != 0
+    assert "hydra.sweeper.n_trials must be at least 1, got 0" in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()
