@@ -95,7 +95,8 @@ def test_a_trial_of_a_dead_worker_is_failed_uncounted_and_its_params_queued_agai
     alive.set_user_attr(studies.HOST, studies.this_host())
     alive.set_user_attr(studies.PID, os.getppid())
 
-    assert studies.recover_orphans(study, storage, dt.timedelta(hours=1)) == [dead.number]
+    recovered = studies.recover_orphans(study, storage, dt.timedelta(hours=1))
+    assert [trial.number for trial in recovered] == [dead.number]
 
     trials = {trial.number: trial for trial in study.get_trials()}
     assert trials[dead.number].state == TrialState.FAIL

@@ -36,6 +36,8 @@ class SearchSpace:
     """What the sweeper samples, what it fixes, and what it passes to every job unchanged."""
 
     distributions: dict[str, BaseDistribution] = field(default_factory=dict)
+    # The sweep expressions the distributions came from (key -> override string), for people to read.
+    expressions: dict[str, str] = field(default_factory=dict)
     # Parameters of the configured space that the command line pinned to one value (key -> override string).
     fixed: dict[str, str] = field(default_factory=dict)
     # Every other plain override of the command line, passed to each job as written.
@@ -82,7 +84,8 @@ def parse_space(params: Mapping[str, str], arguments: Sequence[str]) -> SearchSp
         else:
             passthrough.append(override.input_line or "")
     distributions = {key: to_distribution(override) for key, override in sweeps.items()}
-    return SearchSpace(distributions, fixed, tuple(passthrough))
+    expressions = {key: override.input_line or "" for key, override in sweeps.items()}
+    return SearchSpace(distributions, expressions, fixed, tuple(passthrough))
 
 
 def to_distribution(override: Override) -> BaseDistribution:

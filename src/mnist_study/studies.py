@@ -114,11 +114,11 @@ def trial_id(storage: BaseStorage, study_name: str, number: int) -> int:
     return storage.get_trial_id_from_study_id_trial_number(study_id, number)
 
 
-def recover_orphans(study: optuna.Study, storage: BaseStorage, grace: dt.timedelta) -> list[int]:
+def recover_orphans(study: optuna.Study, storage: BaseStorage, grace: dt.timedelta) -> list[FrozenTrial]:
     """Fail the trials left RUNNING by dead workers, uncounted, and queue their parameters again.
 
     Several workers may find the same orphan at once; only the one whose FAIL the storage accepts re-queues it.
-    Returns the numbers of the trials this worker recovered.
+    Returns the trials this worker recovered, as they were before (so their MLflow runs can be closed too).
     """
     recovered = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -134,5 +134,5 @@ def recover_orphans(study: optuna.Study, storage: BaseStorage, grace: dt.timedel
             continue  # Another worker recovered it first.
         retry_of = trial.user_attrs.get(RETRY_OF, trial.number)
         study.enqueue_trial(trial.params, user_attrs={RETRY_OF: retry_of})
-        recovered.append(trial.number)
+        recovered.append(trial)
     return recovered

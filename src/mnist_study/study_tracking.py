@@ -75,6 +75,13 @@ class ParentRun:
         if child_run_id:
             self.client.set_tag(child_run_id, "optuna.state", state.name)
 
+    def close_orphan(self, child_run_id: str | None) -> None:
+        """Close the MLflow run of a trial whose worker died (it could not close the run itself)."""
+        if child_run_id and _exists(self.client, child_run_id):
+            self.client.set_tag(child_run_id, "optuna.state", TrialState.FAIL.name)
+            if self.client.get_run(child_run_id).info.status == "RUNNING":
+                self.client.set_terminated(child_run_id, RunStatus.to_string(RunStatus.KILLED))
+
     def log_space(self, space: Mapping[str, str]) -> None:
         """The search space in force, as tags (a resumed sweep may narrow it, and params cannot change)."""
         tags = [RunTag(f"space.{key}", redact(value)[:5000]) for key, value in space.items()]

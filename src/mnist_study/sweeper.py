@@ -90,21 +90,21 @@ class StudySweeper(Sweeper):
         )
         if created:
             enqueue_baseline(study, space, baseline_values(config, space))
-        parent.log_space({**{key: str(d) for key, d in space.distributions.items()}, **space.fixed})
+        parent.log_space({**space.expressions, **space.fixed})
         Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
         OmegaConf.save(config, Path(config.hydra.sweep.dir) / "multirun.yaml")
         status = RunStatus.FAILED
         try:
-            for number in studies.recover_orphans(study, storage, self.grace):
-                print(f"trial {number}: its worker died; failed it (uncounted) and queued its params again")
             _Loop(self, study, storage, space, parent, objective).run()
             status = RunStatus.FINISHED
         except KeyboardInterrupt:
             status = RunStatus.KILLED
             raise
         finally:
-            with contextlib.suppress(Exception):
+            try:
                 parent.log_summary(study, objective)
+            except Exception as error:  # The summary is a convenience; it must not hide how the sweep ended.
+                log.warning("could not write the study summary to MLflow: %s", error)
             parent.close(status)
 
     def _config(self) -> DictConfig:
@@ -150,6 +150,8 @@ class _Loop:
     def run(self) -> None:
         n_trials = self.sweeper.n_trials
         while True:
+            # A worker may die at any time (Optuna's ask/tell has no heartbeat): look for orphans before each ask.
+            self._recover_orphans()
             trials = self.study.get_trials(deepcopy=False)
             verdicts = studies.count_verdicts(trials)
             if verdicts + studies.count_running(trials) >= n_trials:
@@ -162,6 +164,15 @@ class _Loop:
             self._run_trial(trial)
         done = studies.count_verdicts(self.study.get_trials(deepcopy=False))
         print(f"study {self.study.study_name}: {done}/{n_trials} trials have a verdict; {self._best_text()}")
+
+    def _recover_orphans(self) -> None:
+        """Fail dead workers' trials (uncounted), queue their params again and close their MLflow runs KILLED."""
+        for trial in studies.recover_orphans(self.study, self.storage, self.sweeper.grace):
+            reason = studies.orphan_reason(trial, self.sweeper.grace)
+            self.parent.close_orphan(trial.user_attrs.get("mlflow_run_id"))
+            print(
+                f"trial {trial.number}/{self.sweeper.n_trials} FAIL {reason} (uncounted; its params queued again)"
+            )
 
     def _run_trial(self, trial: optuna.Trial) -> None:
         started = time.perf_counter()
