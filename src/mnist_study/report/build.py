@@ -1,0 +1,116 @@
+"""The report, end to end: choose, plan, refit, compare, re-derive, describe the environment, write, log."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import optuna
+from omegaconf import DictConfig, open_dict
+
+from mnist_study.report import content, document, environment, refit, results, selection
+from mnist_study.report.rerun import RerunResult, rerun_in_subprocess
+from mnist_study.report.results import Row
+from mnist_study.report.selection import ReportError
+
+log = logging.getLogger(__name__)
+
+
+def build(cfg: DictConfig, forwarded: Sequence[str], given: Sequence[str]) -> Path:
+    """Write report.md and report.html for `cfg.study_name`; return the folder they are in."""
+    if cfg.seeds < 1:
+        raise ReportError(f"seeds={cfg.seeds}: must be >= 1 (2 or more for confidence intervals and p-values)")
+    study = selection.load_study(cfg.study_name, cfg.storage)
+    candidates = selection.candidates(study, cfg.top_k)
+    seeds = list(range(cfg.seeds))
+    # Every refit's config is composed and validated before TensorFlow loads: a bad override costs seconds.
+    plans = refit.plan(candidates, seeds, forwarded)
+    print(f"report on study {cfg.study_name}: {len(candidates)} configurations x {len(seeds)} seeds", flush=True)
+
+    import mnist_study.quiet_tensorflow  # noqa: F401  (before keras: its start-up noise stays hidden)
+    from mnist_study.tracking import tracked_run
+
+    # Every refit builds a new model, so TensorFlow warns about retracing; that says nothing about the report.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+    report_cfg = with_parent(cfg, selection.parent_run_id(study))
+    command = shlex.join(["python", "src/report.py", *given])
+    tags = {"report": cfg.study_name, "mlflow.source.name": "src/report.py", "report.command": command}
+    with tracked_run(report_cfg, f"report {cfg.study_name}", tags=tags) as tracked:
+        done = []
+        for number, planned in enumerate(plans, start=1):
+            result = refit.run_refit(planned, tracked.run_id, cfg.study_name)
+            done.append(result)
+            print(
+                f"refit {number}/{len(plans)} {planned.candidate.label} seed={planned.seed}: "
+                f"test_accuracy={result.test_accuracy:.4f} {result.seconds:.1f}s",
+                flush=True,
+            )
+        table = results.rows(candidates, done)
+        rerun_result = check_rerun(cfg, study) if cfg.rerun_check else None
+        facts = environment.facts(plans[0].cfg)
+        blocks = content.blocks(cfg, study, table, rerun_result, facts, command)
+        folder = Path(cfg.output_dir)
+        markdown, page = document.write(blocks, folder, f"Reproducibility report: {cfg.study_name}")
+        tracked.client.log_artifact(tracked.run_id, str(markdown))
+        tracked.client.log_artifact(tracked.run_id, str(page))
+        summary = {row.candidate.label: row_summary(row) for row in table}
+        tracked.client.log_dict(tracked.run_id, summary, "results.json")
+        if rerun_result is not None:
+            tracked.set_tags({"rerun.verdict": rerun_result.verdict, "rerun.run_id": rerun_result.run_id})
+    print(f"wrote {markdown} and {page} (MLflow run {tracked.run_id})", flush=True)
+    return folder
+
+
+def with_parent(cfg: DictConfig, parent_run_id: str | None) -> DictConfig:
+    """The report's config with the study's parent run as its MLflow parent (when that run is in this store)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    if parent_run_id:
+        try:
+            MlflowClient(tracking_uri=cfg.tracking.uri).get_run(parent_run_id)
+        except MlflowException:
+            log.warning(
+                "the study's parent run %s is not in %s; the report run has no parent",
+                parent_run_id,
+                cfg.tracking.uri,
+            )
+            parent_run_id = None
+    report_cfg = cfg.copy()
+    with open_dict(report_cfg):
+        report_cfg.tracking.parent_run_id = parent_run_id
+    return report_cfg
+
+
+def check_rerun(cfg: DictConfig, study: optuna.Study) -> RerunResult | None:
+    """Re-derive the best variant's logged trial run in a fresh process (or say why it cannot be)."""
+    best = selection.top_trials(study, 1)
+    run_id = best[0].user_attrs.get("mlflow_run_id") if best else None
+    if run_id is None:
+        return None
+    started = time.perf_counter()
+    print(f"rerun check: re-deriving trial {best[0].number}'s run {run_id} in a fresh process", flush=True)
+    result = rerun_in_subprocess(cfg.tracking.uri, run_id)
+    print(f"rerun check: {result.verdict} ({time.perf_counter() - started:.0f}s)", flush=True)
+    return result
+
+
+def row_summary(row: Row) -> dict:
+    """One results row as JSON (logged to the report run beside the documents)."""
+    comparison = row.comparison
+    return {
+        "overrides": list(row.candidate.overrides),
+        "test_accuracy": row.accuracies,
+        "mean": row.accuracy.mean,
+        "std": row.accuracy.std,
+        "ci95": [row.accuracy.ci_low, row.accuracy.ci_high],
+        "difference_vs_baseline": comparison.difference if comparison else None,
+        "p_welch": comparison.p_value if comparison else None,
+        "p_adjusted": row.adjusted_p,
+        "verdict": row.verdict,
+        "runs": [result.run_id for result in row.refits],
+    }

@@ -1,0 +1,99 @@
+"""What the numbers were computed with: versions, lock file, code, CPU and threads, determinism, data.
+
+Each fact comes with the shell command that reads it again, so a reader can check it on their own machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import platform
+from dataclasses import dataclass
+
+from omegaconf import DictConfig
+
+from mnist_study.data import ARRAY_SHA256, array_sha256, load_mnist
+from mnist_study.paths import PROJECT_ROOT
+
+PACKAGES = ("tensorflow", "keras", "hydra-core", "optuna", "mlflow", "numpy", "pandas")
+PY = ".venv/bin/python -c"
+
+
+@dataclass(frozen=True)
+class Fact:
+    name: str
+    value: str
+    command: str
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what `platform` says."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def file_sha256(path: str) -> str:
+    try:
+        return hashlib.sha256((PROJECT_ROOT / path).read_bytes()).hexdigest()
+    except OSError as error:
+        return f"unreadable ({error.strerror})"
+
+
+def facts(cfg: DictConfig) -> list[Fact]:
+    """Every environment fact, after the refits ran (TensorFlow's thread pools exist by then)."""
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config
+
+    from mnist_study.tracking import git_state
+
+    commit, dirty = git_state()
+    rows = [Fact("python", platform.python_version(), f"{PY} 'import platform; print(platform.python_version())'")]
+    for package in PACKAGES:
+        version = importlib.metadata.version(package)
+        rows.append(
+            Fact(package, version, f"{PY} 'import importlib.metadata as m; print(m.version(\"{package}\"))'")
+        )
+    rows += [
+        Fact("uv.lock sha256", file_sha256("uv.lock"), "sha256sum uv.lock"),
+        Fact("git commit", commit, "git rev-parse HEAD"),
+        Fact("git dirty (tracked files)", str(dirty).lower(), "git status --porcelain --untracked-files=no"),
+        Fact("CPU", cpu_model(), "grep -m1 'model name' /proc/cpuinfo"),
+        Fact("os.cpu_count()", str(os.cpu_count()), f"{PY} 'import os; print(os.cpu_count())'"),
+        Fact(
+            "TF intra-op threads (0 = one per core)",
+            str(tf.config.threading.get_intra_op_parallelism_threads()),
+            "train.intra_op_threads in the refits' config (null = TensorFlow's default)",
+        ),
+        Fact(
+            "TF inter-op threads (0 = TensorFlow's choice)",
+            str(tf.config.threading.get_inter_op_parallelism_threads()),
+            "train.inter_op_threads in the refits' config",
+        ),
+        Fact(
+            "op determinism (train.deterministic)",
+            f"{str(bool(cfg.train.deterministic)).lower()} (TensorFlow: "
+            f"{'enabled' if tf_config.is_op_determinism_enabled() else 'disabled'})",
+            "python src/report.py --cfg job | grep deterministic",
+        ),
+    ]
+    (x_train, y_train), (x_test, y_test) = load_mnist(cfg.data.cache)
+    arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+    for name, array in arrays.items():
+        digest = array_sha256(array)
+        status = "matches DESIGN.md" if digest == ARRAY_SHA256[name] else "DOES NOT MATCH DESIGN.md"
+        rows.append(
+            Fact(
+                f"{name} sha256 ({status})",
+                digest,
+                f"{PY} 'from mnist_study.data import load_mnist, array_sha256 as h; "
+                f"(a, b), (c, d) = load_mnist(); print(h({dict(zip(arrays, 'abcd', strict=True))[name]}))'",
+            )
+        )
+    return rows

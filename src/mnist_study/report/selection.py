@@ -1,0 +1,101 @@
+"""Which configurations the report compares: the tutorial's protocol, the baseline and the study's top trials.
+
+Trials are ranked by the study's own objective (validation accuracy), among COMPLETE trials only; the test set
+never takes part. A trial's params are the command-line overrides that reproduce it (`model.units=256`,
+`optimizer=adam`, ...), so a configuration here is a list of overrides. This module never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from mnist_study.search_space import format_value
+from mnist_study.studies import PARENT_RUN_ATTR, open_storage
+
+# Trial user attr the sweeper sets on the trial it enqueued as the configured baseline.
+BASELINE_ATTR = "baseline"
+
+
+class ReportError(ValueError):
+    """A request the report cannot honour (no such study, a bad count); its message is the line users see."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One configuration to refit: its label, role (replica, baseline, variant) and the overrides that make it."""
+
+    label: str
+    role: str
+    overrides: tuple[str, ...]
+    trial: FrozenTrial | None = None
+
+
+def load_study(name: str, storage_url: str) -> optuna.Study:
+    """The study, or a ValueError that lists the studies the storage does hold."""
+    storage = open_storage(storage_url)
+    names = [summary.study_name for summary in optuna.get_all_study_summaries(storage)]
+    if name not in names:
+        raise ReportError(f"no study {name!r} in {storage_url}; it holds: {', '.join(names) or 'no studies'}")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def parent_run_id(study: optuna.Study) -> str | None:
+    """The study's MLflow parent run, as the sweeper recorded it on the study."""
+    return study.user_attrs.get(PARENT_RUN_ATTR)
+
+
+def trial_overrides(trial: FrozenTrial) -> tuple[str, ...]:
+    """The overrides that reproduce a trial: what the command line fixed, then what Optuna sampled."""
+    fixed = {
+        key.removeprefix("fixed."): value for key, value in trial.user_attrs.items() if key.startswith("fixed.")
+    }
+    values = {**fixed, **trial.params}
+    return tuple(f"{key}={format_value(value)}" for key, value in values.items())
+
+
+def baseline_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The COMPLETE trial the sweeper enqueued as the baseline (trial 0 when the space contains the baseline)."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if trial.user_attrs.get(BASELINE_ATTR):
+            return trial
+    return None
+
+
+def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
+    """The k best COMPLETE trials by the study's objective, best first, the baseline trial excluded.
+
+    Ties keep the earlier trial first. Nothing but `trial.value` (the study's objective) is read.
+    """
+    if k < 0:
+        raise ReportError(f"top_k={k}: must be >= 0")
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    complete = [
+        trial
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not trial.user_attrs.get(BASELINE_ATTR) and trial.value is not None
+    ]
+    complete.sort(key=lambda trial: (-trial.value if maximize else trial.value, trial.number))
+    return complete[:k]
+
+
+def candidates(study: optuna.Study, k: int) -> list[Candidate]:
+    """Seed replica, baseline, then the top k trials.
+
+    The replica is the baseline's hyperparameters under the tutorial's protocol (`+experiment=seed_replica`:
+    fit on the test set), so that it differs from the baseline row in the protocol alone.
+    """
+    baseline = baseline_trial(study)
+    base = trial_overrides(baseline) if baseline is not None else ()
+    label = f"baseline (trial {baseline.number})" if baseline is not None else "baseline (config defaults)"
+    rows = [
+        Candidate("seed_replica (fits on test)", "replica", ("+experiment=seed_replica", *base), baseline),
+        Candidate(label, "baseline", base, baseline),
+    ]
+    rows += [
+        Candidate(f"trial {trial.number}", "variant", trial_overrides(trial), trial)
+        for trial in top_trials(study, k)
+    ]
+    return rows
