@@ -10,13 +10,14 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 VENV := .venv
 RUN := $(VENV)/bin/python
 
-.PHONY: help install baseline seed-replica sweep test lint format services services-stop postgresql
+.PHONY: help install baseline seed-replica sweep test lint format services services-stop postgresql bench
 
 help:
 	@echo "make sweep     set up (first time) and run the default Optuna study"
 	@echo "make test      set up (first time) and run the whole test suite"
 	@echo "make baseline  one run of the tutorial's network, logged to MLflow"
 	@echo "make lint      ruff"
+	@echo "make bench     speed and pruning benchmarks (minutes; not part of make test)"
 	@echo "make services  a throwaway PostgreSQL + mlflow server on 127.0.0.1 for many workers (services-stop ends them)"
 
 # The stamp is remade whenever the lock changes, so `git pull` followed by any target resyncs the environment.
@@ -39,6 +40,11 @@ sweep: install
 
 test: install
 	$(RUN) -m pytest
+
+# Benchmarks, not tests: they print measured tables (see benchmarks/README.md) and take several minutes.
+bench: install
+	$(RUN) benchmarks/trial_speed.py
+	$(RUN) benchmarks/pruning.py
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -122,7 +122,7 @@ def train(cfg: DictConfig, callbacks: Sequence[keras.callbacks.Callback] = ()) -
     `test_accuracy`, the number of epochs run and timings in seconds.
     """
     started = time.perf_counter()
-    if cfg.train.jit_compile and cfg.train.deterministic:
+    if cfg.train.jit_compile is True and cfg.train.deterministic:
         # Keras quietly drops XLA when op determinism is on; a run must not claim a setting it did not use.
         raise ValueError(
             "train.jit_compile=true needs train.deterministic=false: Keras disables XLA under op determinism"

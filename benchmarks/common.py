@@ -1,0 +1,125 @@
+"""What the benchmarks share: the project on sys.path, composed configs, an in-process sweep, and medians.
+
+The benchmarks are scripts, not tests: `make test` never runs them. Each imports this module first, so that it
+runs from any working directory as `.venv/bin/python benchmarks/<name>.py`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import runpy
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(ROOT / "src"))
+
+# First, so that TensorFlow's start-up noise is silenced before anything imports keras.
+import mnist_study.quiet_tensorflow  # noqa: E402
+
+# isort: split
+import keras  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+import mnist_study.data as data_module  # noqa: E402
+import mnist_study.paths  # noqa: E402, F401  (registers ${project_root:})
+import mnist_study.train as train_module  # noqa: E402
+
+
+def compose_configs(variants: dict[str, Sequence[str]]) -> dict[str, DictConfig]:
+    """Compose one config per variant from conf/ (as `python src/run.py <overrides>` would) and return them.
+
+    Composing inside Hydra's context and leaving it again keeps Hydra's global state clear for a later sweep.
+    """
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return {name: compose("config", overrides=list(overrides)) for name, overrides in variants.items()}
+
+
+def median(values: Sequence[float]) -> float:
+    """The median; the machine is shared and noisy, so a median of alternating repetitions is what we compare."""
+    if not values:
+        raise ValueError("median of no values")
+    return statistics.median(values)
+
+
+def clear_data_caches() -> None:
+    """Forget the memoised MNIST arrays, splits and tensors, so the next trial pays data preparation again."""
+    data_module._load_arrays.cache_clear()
+    data_module.make_split.cache_clear()
+    train_module._TENSORS.clear()
+
+
+class FitClock:
+    """Accumulates wall time spent inside `keras.Model.fit` and `keras.Model.evaluate`, however they are called.
+
+    Keras's `fit` calls `evaluate` for the validation data; only the outermost call is timed, so nothing is
+    counted twice. Patching the class (rather than asking the job for its timings) also counts pruned trials,
+    whose jobs never report their own fit time.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.calls = 0
+        self._depth = 0
+
+    def _wrap(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(model: keras.Model, *args: Any, **kwargs: Any) -> Any:
+            self._depth += 1
+            started = time.perf_counter()
+            try:
+                return method(model, *args, **kwargs)
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    self.seconds += time.perf_counter() - started
+                    self.calls += 1
+
+        return timed
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[FitClock]:
+        """Patch `fit` and `evaluate` for the duration of the block, then restore them."""
+        originals = {name: keras.Model.__dict__.get(name) for name in ("fit", "evaluate")}
+        resolved = {name: getattr(keras.Model, name) for name in originals}
+        try:
+            for name, method in resolved.items():
+                setattr(keras.Model, name, self._wrap(method))
+            yield self
+        finally:
+            for name, original in originals.items():
+                if original is None:
+                    delattr(keras.Model, name)
+                else:
+                    setattr(keras.Model, name, original)
+
+
+def run_cli_in_process(arguments: Sequence[str]) -> float:
+    """Run `python src/run.py <arguments>` inside this process and return its wall time in seconds.
+
+    Exactly the command-line path (bare-word shim, Hydra, the sweeper, MLflow, training), minus the Python and
+    TensorFlow start-up that a new process would pay once. The script runs as `__main__`, as it would from the
+    shell, so that Hydra finds conf/ relative to it.
+    """
+    saved = sys.argv
+    sys.argv = [str(ROOT / "src" / "run.py"), *arguments]
+    started = time.perf_counter()
+    try:
+        runpy.run_path(str(ROOT / "src" / "run.py"), run_name="__main__")
+    finally:
+        sys.argv = saved
+    return time.perf_counter() - started
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """A plain, aligned text table (Markdown-compatible, so it pastes into the README as it is)."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+    for index, row in enumerate([headers, *rows]):
+        print("| " + " | ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)) + " |")
+        if index == 0:
+            print("|" + "|".join("-" * (width + 2) for width in widths) + "|")
