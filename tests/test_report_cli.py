@@ -1,0 +1,124 @@
+"""End to end: a smoke study, then `python src/report.py` on it in a subprocess (real MNIST, Optuna, MLflow)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import PROJECT_ROOT, run_cli, store_overrides
+from mnist_study.data import ARRAY_SHA256
+from mnist_study.report.rerun import logged_metrics, rerun_here
+from test_report import assert_self_contained
+
+REPORT_PY = PROJECT_ROOT / "src" / "report.py"
+
+
+def report_cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python src/report.py ARGS` with every store and output in `folder`."""
+    stores = [
+        f"storage=sqlite:///{folder}/optuna.db",
+        f"tracking.uri=sqlite:///{folder}/mlflow.db",
+        f"tracking.artifact_location={folder}/mlruns",
+        f"output_dir={folder}/report",
+        f"hydra.run.dir={folder}/outputs",
+    ]
+    return subprocess.run(
+        [sys.executable, str(REPORT_PY), *stores, *args],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The smoke study (3 trials on 2000 images), then a report on it with 2 seeds and the top trial."""
+    folder = tmp_path_factory.mktemp("report")
+    storage = f"sqlite:///{folder}/optuna.db"
+    sweep = run_cli(["smoke", *store_overrides(folder), f"hydra.sweeper.storage={storage}"])
+    if sweep.returncode != 0:
+        pytest.fail(f"smoke sweep failed:\n{sweep.stdout}\n{sweep.stderr}")
+    result = report_cli(folder, "study_name=smoke", "seeds=2", "top_k=1", "data.train_subset=2000")
+    if result.returncode != 0:
+        pytest.fail(f"report failed:\n{result.stdout}\n{result.stderr}")
+    return folder
+
+
+@pytest.mark.slow
+def test_report_holds_every_section(reported: Path) -> None:
+    markdown = (reported / "report" / "report.md").read_text()
+    for expected in (
+        "seed_replica (fits on test)",
+        "baseline (trial 0)",
+        "test accuracy (mean ± std)",
+        "95 % CI",
+        "p (Welch)",
+        "Welch's t-test",
+        "97.5 %",
+        ARRAY_SHA256["x_train"],
+        "| tensorflow |",
+        "uv.lock sha256",
+        "Rerun check",
+        "bit-identical",
+        "for s in 0 1; do python src/run.py",
+    ):
+        assert expected in markdown, expected
+    for name in ("accuracy", "learning_curves", "optimization_history", "param_importances"):
+        assert f"figures/{name}.png" in markdown
+    assert_self_contained((reported / "report" / "report.html").read_text())
+
+
+@pytest.mark.slow
+def test_refits_are_children_of_a_report_run_under_the_studys_parent(reported: Path) -> None:
+    study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{reported}/optuna.db")
+    client = MlflowClient(f"sqlite:///{reported}/mlflow.db")
+    experiment = client.get_experiment_by_name("mnist-mlp").experiment_id
+    runs = client.search_runs([experiment], "tags.report = 'smoke'", max_results=100)
+    (report_run,) = [run for run in runs if run.info.run_name == "report smoke"]
+    assert report_run.data.tags["mlflow.parentRunId"] == study.user_attrs["mlflow_parent_run_id"]
+    assert report_run.info.status == "FINISHED"
+    assert report_run.data.tags["rerun.verdict"].startswith("bit-identical")
+    artifacts = {item.path for item in client.list_artifacts(report_run.info.run_id)}
+    assert {"report.md", "report.html", "results.json"} <= artifacts
+    refits = [run for run in runs if run.info.run_id != report_run.info.run_id]
+    assert len(refits) == 3 * 2  # replica, baseline, top 1; two seeds each
+    for run in refits:
+        assert run.data.tags["mlflow.parentRunId"] == report_run.info.run_id
+        assert run.info.status == "FINISHED"
+        assert run.data.params["data.val_size"] == "0"
+        assert "test_accuracy" in run.data.metrics
+    assert sorted(run.data.params["seed"] for run in refits) == ["0", "0", "0", "1", "1", "1"]
+
+
+@pytest.mark.slow
+def test_rerun_detects_a_tampered_logged_metric(reported: Path) -> None:
+    uri = f"sqlite:///{reported}/mlflow.db"
+    study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{reported}/optuna.db")
+    original = study.best_trial.user_attrs["mlflow_run_id"]
+    client = MlflowClient(uri)
+    # A copy of the run's record (config and metrics), with its test accuracy changed by one image in 10 000.
+    copy = client.create_run(client.get_run(original).info.experiment_id, run_name="tampered").info.run_id
+    client.log_text(
+        copy, Path(client.download_artifacts(original, "config.yaml", str(reported))).read_text(), "config.yaml"
+    )
+    for key, steps in logged_metrics(client, original).items():
+        for step, value in steps.items():
+            client.log_metric(copy, key, value + (0.0001 if key == "test_accuracy" else 0.0), step=step)
+    result = rerun_here(uri, copy)
+    assert not result.identical
+    assert result.largest_at == "test_accuracy at step 0"
+    assert result.largest_difference == pytest.approx(0.0001)
+    assert result.verdict.startswith("differs")
+
+
+def test_unknown_study_is_one_line(tmp_path: Path) -> None:
+    result = report_cli(tmp_path, "study_name=nope")
+    assert result.returncode != 0
+    assert "error: no study 'nope'" in result.stderr
+    assert "Traceback" not in result.stderr
