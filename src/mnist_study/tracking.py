@@ -35,6 +35,8 @@ VERSIONED_PACKAGES = ("tensorflow", "keras", "hydra-core", "optuna", "mlflow", "
 HISTORY_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 # MLflow limits a batch to 1000 metrics / 100 params / 100 tags.
 PARAMS_PER_BATCH = 100
+
+
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Flatten a nested mapping to dotted keys (`model.units`, `optimizer.name`, ...)."""
     flat: dict[str, Any] = {}
