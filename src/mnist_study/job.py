@@ -8,9 +8,21 @@ from collections.abc import Sequence
 
 import keras
 import optuna
+from matplotlib.figure import Figure
 from omegaconf import DictConfig
 
-from mnist_study.tracking import tracked_run
+from mnist_study.data import make_split
+from mnist_study.plots import (
+    CONFUSION_ARTIFACT,
+    CURVES_ARTIFACT,
+    EpochRecorder,
+    confusion_figure,
+    confusion_matrix,
+    learning_curves,
+    log_figure,
+    predicted_labels,
+)
+from mnist_study.tracking import TrackedRun, tracked_run
 from mnist_study.train import train
 
 log = logging.getLogger(__name__)
@@ -50,6 +62,91 @@ def trial_tags(cfg: DictConfig) -> dict[str, str]:
     return {"optuna.study": str(cfg.trial.study_name), "optuna.trial": str(cfg.trial.number)}
 
 
+def _number(value: object) -> str:
+    """A hyperparameter as a person writes it: 0.001 rather than 1.0e-03, 0.25 rather than 0.25000000001."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def short_description(cfg: DictConfig) -> str:
+    """The parameters a sweep varies, in one line (a plot's title)."""
+    dropout = f", dropout {_number(cfg.model.dropout)}" if cfg.model.dropout else ""
+    return (
+        f"{cfg.model.units} units{dropout}, {cfg.optimizer.name} lr {_number(cfg.optimizer.learning_rate)}, "
+        f"{cfg.train.epochs} epochs, batch {cfg.train.batch_size}"
+    )
+
+
+def description(cfg: DictConfig, name: str) -> str:
+    """The run's MLflow description (the note on its page): what it is and every parameter that shapes it."""
+    if cfg.trial.number is not None:
+        what = f"Trial {cfg.trial.number} of the Optuna study `{cfg.trial.study_name}`."
+    elif name == "baseline":
+        what = "The baseline: the Keras MNIST tutorial network and hyperparameters, trained honestly."
+    elif cfg.data.fit_on == "test":
+        what = f"`{name}`: the tutorial's own protocol, kept for comparison only."
+    else:
+        what = f"A single run: `{name}`."
+    knobs = [
+        f"{key} {_number(value)}" for key, value in cfg.optimizer.items() if key not in ("name", "learning_rate")
+    ]
+    dropout = f"dropout {_number(cfg.model.dropout)}" if cfg.model.dropout else "no dropout"
+    network = (
+        f"A 784 → {cfg.model.units} {cfg.model.activation} → 10 softmax network ({dropout}), trained with "
+        f"{cfg.optimizer.name} at learning rate {_number(cfg.optimizer.learning_rate)}"
+        f"{' (' + ', '.join(knobs) + ')' if knobs else ''} for {cfg.train.epochs} epochs at batch size "
+        f"{cfg.train.batch_size}, seed {cfg.seed}."
+    )
+    if cfg.data.fit_on == "test":
+        data = "Fitted on the 10 000 test images and scored on them: its test accuracy is not an honest estimate."
+    else:
+        subset = f"the first {cfg.data.train_subset} of " if cfg.data.train_subset is not None else ""
+        data = (
+            f"Fitted on {subset}the training images, selected on the last {cfg.data.val_size} of them "
+            f"(`val_accuracy`), scored once on the 10 000 test images (`test_accuracy`)."
+        )
+    return f"{what}\n\n{network}\n\n{data}"
+
+
+def outcome(history: dict[str, list[float]], test_accuracy: float | None, pruned: bool) -> str:
+    """One sentence on how the run ended, appended to its description."""
+    epochs = len(history.get("loss", []))
+    val = history.get("val_accuracy")
+    val_text = f", val_accuracy {val[-1]:.4f}" if val else ""
+    if pruned:
+        return f"Pruned after epoch {epochs}{val_text}."
+    test_text = f", test_accuracy {test_accuracy:.4f}" if test_accuracy is not None else ""
+    return f"Finished {epochs} epochs{val_text}{test_text}."
+
+
+def log_plots(cfg: DictConfig, tracked: TrackedRun, recorder: EpochRecorder, name: str, complete: bool) -> None:
+    """Learning curves for every run; for a run that completed, the confusion matrix on the test set too.
+
+    Best effort (see `plots.log_figure`); the time spent is logged as `plot_seconds` so its cost stays visible.
+    """
+    title = f"{name}: {short_description(cfg)}"
+    seconds = log_figure(
+        tracked.client, tracked.run_id, lambda: learning_curves(recorder.history, title), CURVES_ARTIFACT
+    )
+    if complete and recorder.model is not None:
+
+        def draw_confusion() -> Figure:
+            # The same arguments as train()'s call, so the memoised split is reused rather than rebuilt.
+            split = make_split(
+                val_size=cfg.data.val_size,
+                train_subset=cfg.data.train_subset,
+                fit_on=cfg.data.fit_on,
+                cache=cfg.data.cache,
+            )
+            predicted = predicted_labels(recorder.model, split.x_test, cfg.train.eval_batch_size)
+            return confusion_figure(confusion_matrix(split.y_test, predicted), f"{name}: test set")
+
+        seconds += log_figure(tracked.client, tracked.run_id, draw_confusion, CONFUSION_ARTIFACT)
+    try:
+        tracked.log_metrics({"plot_seconds": seconds})
+    except Exception as error:
+        log.warning("could not log plot_seconds: %s", error)
+
+
 def run(cfg: DictConfig, overrides: Sequence[str] = ()) -> float | None:
     """Train `cfg` inside its own MLflow run; return the objective (None when there is no validation split).
 
@@ -59,10 +156,18 @@ def run(cfg: DictConfig, overrides: Sequence[str] = ()) -> float | None:
     """
     started = time.perf_counter()
     name = run_name(cfg, overrides)
-    tags = {"protocol": protocol(cfg), "objective": cfg.objective, **trial_tags(cfg)}
+    note = description(cfg, name)
+    tags = {
+        "protocol": protocol(cfg),
+        "objective": cfg.objective,
+        "mlflow.note.content": note,
+        **trial_tags(cfg),
+    }
     pruned: optuna.TrialPruned | None = None
     with tracked_run(cfg, name, tags=tags) as tracked:
-        callbacks = [tracked.epoch_logger()]
+        # The recorder comes before the pruning callback, so the epoch that gets a trial pruned is recorded.
+        recorder = EpochRecorder()
+        callbacks = [tracked.epoch_logger(), recorder]
         if cfg.trial.number is not None:
             callbacks.append(trial_callback(cfg, tracked.run_id))
         try:
@@ -70,7 +175,17 @@ def run(cfg: DictConfig, overrides: Sequence[str] = ()) -> float | None:
         except optuna.TrialPruned as error:
             # Caught inside the run so that it ends FINISHED; re-raised below for the sweeper.
             pruned = error
-            tracked.set_tags({"optuna.pruned": str(error)})
+            tracked.set_tags(
+                {
+                    "optuna.pruned": str(error),
+                    "mlflow.note.content": f"{note}\n\n{outcome(recorder.history, None, True)}",
+                }
+            )
+            log_plots(cfg, tracked, recorder, name, complete=False)
+        except Exception:
+            # A failed run's curves show where it went wrong (a diverging loss); the error itself is re-raised.
+            log_plots(cfg, tracked, recorder, name, complete=False)
+            raise
         else:
             tracked.log_metrics(
                 {
@@ -81,6 +196,9 @@ def run(cfg: DictConfig, overrides: Sequence[str] = ()) -> float | None:
                     "evaluate_seconds": result["evaluate_seconds"],
                 }
             )
+            ending = outcome(result["history"], result["test_accuracy"], pruned=False)
+            tracked.set_tags({"mlflow.note.content": f"{note}\n\n{ending}"})
+            log_plots(cfg, tracked, recorder, name, complete=True)
     if pruned is not None:
         raise pruned
     history = result["history"]
