@@ -18,6 +18,9 @@ import mnist_study.paths  # noqa: F401  (registers the ${project_root:} resolver
 from mnist_study.validation import ConfigError, validate
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+CONF = Path(__file__).resolve().parents[1] / "conf"
+# Exit status of a process ended by Ctrl-C, as shells report it (128 + SIGINT).
+INTERRUPTED = 130
 # Hydra flags whose next argument is a value, not an override or an experiment name.
 FLAGS_WITH_VALUE = {
     "-cn",
@@ -52,6 +55,26 @@ def expand_experiment_words(argv: list[str]) -> list[str]:
     return expanded
 
 
+def check_group_options(argv: list[str]) -> None:
+    """Reject `group=option` when conf/<group>/ has no such option, in one line (Hydra's own message is five)."""
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        group = key.lstrip("+")
+        # Sweeps (`choice(...)`, `a,b`) are checked by the sweeper, which names the option at fault.
+        if (
+            not sep
+            or "/" in group
+            or not (CONF / group).is_dir()
+            or "(" in value
+            or "," in value
+            or value == "null"
+        ):
+            continue
+        options = sorted(path.stem for path in (CONF / group).glob("*.yaml"))
+        if value not in options:
+            sys.exit(f"error: {arg}: {group}={value!r} is not an option; one of {', '.join(options)}")
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """Validate, run one job and return its objective (what a sweeper optimizes)."""
@@ -71,4 +94,10 @@ def main(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     sys.argv[1:] = expand_experiment_words(sys.argv[1:])
-    main()
+    check_group_options(sys.argv[1:])
+    try:
+        main()
+    except KeyboardInterrupt:
+        # The sweeper and the job have already closed their trial and runs; a traceback would say nothing more.
+        print("interrupted", file=sys.stderr)
+        sys.exit(INTERRUPTED)

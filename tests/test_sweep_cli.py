@@ -166,5 +166,5 @@ def test_two_workers_on_one_journal_finish_n_trials_together(tmp_path: Path) -> 
 def test_bad_sweeper_config_is_one_clear_line_and_a_non_zero_exit(tmp_path: Path) -> None:
     result = run_cli(sweep_args(tmp_path, f"sqlite:///{tmp_path}/optuna.db", "hydra.sweeper.n_trials=0"))
     assert result.returncode != 0
-    assert "hydra.sweeper.n_trials must be at least 1, got 0" in result.stderr
+    assert "error: hydra.sweeper.n_trials=0: must be an integer >= 1" in result.stderr
     assert not (tmp_path / "mlflow.db").exists()

@@ -154,3 +154,158 @@ def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for the first value that cannot work, in the order of the config groups."""
     for check in CHECKS:
         check(cfg)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sweeps: the sweeper's own settings, its storage and its search space, checked before any study row is written.
+
+# How long to wait for a database server (the Optuna storage) before calling it unreachable.
+STORAGE_TIMEOUT_SECONDS = 10
+SPACE_GRAMMAR = (
+    "choice(a, b, ...), range(start, stop[, step]), interval(low, high) with low < high, int(...), tag(log, ...)"
+)
+
+
+def check_sweeper_settings(study_name: Any, n_trials: Any, grace_period_s: Any) -> None:
+    """The sweeper's scalar settings: a study needs a name, a budget and a positive grace period."""
+    named = isinstance(study_name, str) and study_name.strip() != ""
+    require(named, "hydra.sweeper.study_name", study_name, "a non-empty name")
+    require(is_int(n_trials) and n_trials >= 1, "hydra.sweeper.n_trials", n_trials, "an integer >= 1")
+    require(
+        is_number(grace_period_s) and grace_period_s > 0,
+        "hydra.sweeper.grace_period_s",
+        grace_period_s,
+        "a number of seconds > 0",
+    )
+
+
+def check_storage(url: Any) -> None:
+    """The Optuna storage must be a URL Optuna can open and, for a database server, answer within a bounded wait.
+
+    Nothing is created here: a SQLite file appears only when the study is created, and a server is only pinged.
+    """
+    key = "hydra.sweeper.storage"
+    allowed = "sqlite:////abs/optuna.db, postgresql://user:password@host/db, or a journal file path"
+    require(isinstance(url, str) and url.strip() != "", key, url, allowed)
+    if url.startswith("journal://") or "://" not in url:
+        path = url.removeprefix("journal://")
+        require(path != "", key, url, "journal:///abs/path.journal (a file path)")
+        check_writable_parent(path, key, url)
+        return
+    from sqlalchemy import create_engine, exc
+    from sqlalchemy.engine import make_url
+
+    shown = redact(url)
+    try:
+        parsed = make_url(url)
+        dialect = parsed.get_dialect()
+    except exc.NoSuchModuleError:
+        scheme = url.split("://", 1)[0]
+        raise ConfigError(f"{key}={shown}: unsupported scheme {scheme!r}; use {allowed}") from None
+    except (exc.ArgumentError, ValueError) as error:
+        raise ConfigError(f"{key}={shown}: not a database URL ({hide(error, url)}); use {allowed}") from None
+    if dialect.name == "sqlite":
+        check_sqlite_path(parsed.database, key, shown)
+        return
+    # libpq and the MySQL drivers honour connect_timeout; without it an unroutable host hangs for minutes.
+    connect_args = {"connect_timeout": STORAGE_TIMEOUT_SECONDS} if dialect.name in ("postgresql", "mysql") else {}
+    try:
+        engine = create_engine(url, connect_args=connect_args)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except ImportError as error:
+        raise ConfigError(f"{key}={shown}: its database driver is not installed ({hide(error, url)})") from None
+    except Exception as error:  # Every driver has its own exception types; all mean "cannot use this storage".
+        reason = hide(getattr(error, "orig", None) or error, url)
+        raise ConfigError(
+            f"{key}={shown}: cannot connect within {STORAGE_TIMEOUT_SECONDS} s ({reason}); is the server up "
+            "(make services)?"
+        ) from None
+
+
+def check_sqlite_path(database: str | None, key: str, shown: str) -> None:
+    """A SQLite storage is a file in an existing, writable folder (SQLite creates the file, never the folder)."""
+    if not database or database == ":memory:":
+        raise ConfigError(f"{key}={shown}: must name a database file, e.g. sqlite:////abs/path/optuna.db")
+    folder = Path(database).resolve().parent
+    if not folder.is_dir():
+        raise ConfigError(f"{key}={shown}: the folder {folder} does not exist; create it or choose another path")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"{key}={shown}: the folder {folder} is not writable")
+
+
+def hide(error: object, url: str) -> str:
+    """The first line of an error message, with the URL's password removed wherever it appears."""
+    text = redact(str(error)).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    password = urllib.parse.urlsplit(url).password
+    return text.replace(password, "***") if password else text
+
+
+def check_space(
+    params: dict[str, str],
+    arguments: list[str],
+    groups: dict[str, list[str]],
+    compose: Callable[[list[str]], DictConfig],
+) -> None:
+    """Every sweep expression must be an Optuna distribution, and every value it can produce a valid config.
+
+    `compose(overrides)` builds a job's config the way the launcher will. Each parameter is tried alone at the ends
+    of its range (and at every choice of a categorical), so the message names the parameter and value at fault.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from optuna.distributions import CategoricalDistribution
+
+    from mnist_study.search_space import format_value, parse_space, to_distribution
+
+    parser = OverridesParser.create()
+    # The command line replaces a configured expression for the same key, as in `parse_space`.
+    lines = {key: f"{key}={value}" for key, value in params.items()}
+    for line in arguments:
+        lines[parser.parse_override(line).get_key_element()] = line
+    for line in lines.values():
+        override = parser.parse_override(line)
+        if not override.is_sweep_override():
+            continue
+        try:
+            to_distribution(override)
+        except (ValueError, TypeError) as error:
+            raise ConfigError(f"{line}: cannot be an Optuna distribution ({error}); use {SPACE_GRAMMAR}") from None
+    space = parse_space(params, arguments)
+    for key, distribution in space.distributions.items():
+        if isinstance(distribution, CategoricalDistribution):
+            values = list(distribution.choices)
+        else:
+            values = [distribution.low, distribution.high]
+        for value in values:
+            try:
+                config = compose(space.job_overrides({key: value}))
+            except Exception as error:  # Hydra raises several types; each means this value cannot compose.
+                raise ConfigError(composition_error(space.expressions[key], key, value, groups, error)) from None
+            try:
+                for check in CHECKS:
+                    if check is not check_tracking:  # The store was checked once, on the base config.
+                        check(config)
+            except ConfigError as error:
+                raise ConfigError(
+                    f"{space.expressions[key]}: the value {format_value(value)} gives {error}"
+                ) from None
+
+
+def composition_error(
+    expression: str, key: str, value: Any, groups: dict[str, list[str]], error: Exception
+) -> str:
+    """One line for a trial config Hydra cannot compose: an option a group lacks, or a key the config lacks."""
+    from mnist_study.search_space import format_value
+
+    if key in groups:
+        return f"{expression}: {key}={format_value(value)} is not an option; one of {', '.join(groups[key])}"
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return (
+        f"{expression}: {key} is not a key of the config; sample a key it has (e.g. model.units) or a config "
+        f"group ({', '.join(sorted(groups))}) [{reason}]"
+    )
+
+
+class StoreFailure(RuntimeError):
+    """The MLflow store or the Optuna storage failed while a sweep ran; its message is the one line users see."""

@@ -6,6 +6,8 @@ Hydra scans this module at every start-up, so it stays light: the implementation
 # No `from __future__ import annotations`: Hydra executes this module outside sys.modules, where dataclasses
 # cannot resolve string annotations.
 
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,15 +51,60 @@ ConfigStore.instance().store(
 
 
 class MnistStudySweeper(Sweeper):
-    """Delegates to `mnist_study.sweeper.StudySweeper` (ask / launch / tell against an Optuna study)."""
+    """Checks everything a study needs, then delegates to `mnist_study.sweeper.StudySweeper` (ask / launch / tell).
+
+    The checks run before MLflow is imported (seconds on a small machine) and before any study row or MLflow run is
+    written. A rejected value ends the process with one line, `error: <key>=<value>: <what is allowed>`, and exit
+    status 1: Hydra prints its own traceback for exceptions, but lets SystemExit through.
+    """
 
     def __init__(self, **config: Any) -> None:
-        from mnist_study.sweeper import StudySweeper
+        from mnist_study.validation import check_sweeper_settings
 
-        self.sweeper = StudySweeper(**config)
+        self.settings = config
+        self.hydra_context: HydraContext | None = None
+        self.task_function: TaskFunction | None = None
+        self.config: DictConfig | None = None
+        _exit_on_error(
+            check_sweeper_settings, config.get("study_name"), config.get("n_trials"), config.get("grace_period_s")
+        )
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        self.sweeper.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        self.hydra_context = hydra_context
+        self.task_function = task_function
+        self.config = config
 
     def sweep(self, arguments: list[str]) -> Any:
-        return self.sweeper.sweep(arguments)
+        _exit_on_error(self._preflight, list(arguments))
+        from mnist_study.sweeper import StudySweeper  # Optuna, MLflow and matplotlib load only now.
+
+        sweeper = StudySweeper(**self.settings)
+        sweeper.setup(hydra_context=self.hydra_context, task_function=self.task_function, config=self.config)
+        return _exit_on_error(sweeper.sweep, arguments)
+
+    def _preflight(self, arguments: list[str]) -> None:
+        """The composed job config, the storage, and every value the search space can produce."""
+        from mnist_study.validation import check_space, check_storage, validate
+
+        if self.config is None or self.hydra_context is None:
+            raise ValueError("the sweeper was not set up by Hydra")
+        config, loader = self.config, self.hydra_context.config_loader
+        validate(config)
+        check_storage(self.settings.get("storage"))
+        groups = {
+            group: sorted(loader.get_group_options(group))
+            for group in config.hydra.runtime.choices
+            if not group.startswith("hydra/")
+        }
+        params = {str(key): str(value) for key, value in (self.settings.get("params") or {}).items()}
+        check_space(params, arguments, groups, lambda overrides: loader.load_sweep_config(config, overrides))
+
+
+def _exit_on_error(function: Callable[..., Any], *args: Any) -> Any:
+    """Call `function`; turn a ConfigError (or a store that fails mid-sweep) into one line and exit status 1."""
+    from mnist_study.validation import ConfigError, StoreFailure
+
+    try:
+        return function(*args)
+    except (ConfigError, StoreFailure) as error:
+        sys.exit(f"error: {error}")
