@@ -3,7 +3,9 @@
 #   a PostgreSQL server (Debian's `postgresql` package; initdb in .services/pg) holding the Optuna study and
 #   MLflow's runs, and an `mlflow server` backed by it.
 # Usage: scripts/services.sh start | stop | status | urls
-# Ports: PGPORT (default 55432) and MLFLOW_PORT (default 55000). Everything lives in .services/ (ignored by git).
+# Ports: PGPORT (default 55432) and MLFLOW_PORT (default 55000). Everything lives in SERVICES_DIR (default .services/,
+# ignored by git). MLFLOW_WORKERS (default 4, mlflow's own) sets the server's worker processes: each imports mlflow
+# for about 10 s of CPU, so a test on a small machine starts faster with 1.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -11,6 +13,7 @@ DIR="${SERVICES_DIR:-$ROOT/.services}"
 PGDATA="$DIR/pg"
 PGPORT="${PGPORT:-55432}"
 MLFLOW_PORT="${MLFLOW_PORT:-55000}"
+MLFLOW_WORKERS="${MLFLOW_WORKERS:-4}"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 DB_USER=study
 
@@ -37,7 +40,8 @@ start_postgres() {
   local bin; bin=$(pg_bin)
   mkdir -p "$DIR"
   if [ ! -f "$PGDATA/PG_VERSION" ]; then
-    head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$DIR/pg.password"
+    # The password file is readable by its owner only: anyone who reads it can reach both databases.
+    (umask 077 && head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$DIR/pg.password")
     mkdir -p "$PGDATA"
     [ "$(id -u)" = 0 ] && chown postgres "$DIR" "$PGDATA" "$DIR/pg.password"
     as_db_owner "$bin/initdb" -D "$PGDATA" -U "$DB_USER" --auth=scram-sha-256 --pwfile="$DIR/pg.password" >"$DIR/initdb.log" \
@@ -60,8 +64,10 @@ start_mlflow() {
   if [ -f "$DIR/mlflow.pid" ] && kill -0 "$(cat "$DIR/mlflow.pid")" 2>/dev/null; then
     return
   fi
+  # MLflow 3 also starts ~7 "job execution" consumers (GenAI scorers; each a full mlflow import, ~250 MB) that
+  # tracking never uses: off unless asked for, which halves start-up on a small machine.
   # setsid: the server and its workers form one process group, so `stop` ends them all.
-  setsid "$PYTHON" -m mlflow server --host 127.0.0.1 --port "$MLFLOW_PORT" \
+  MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}" setsid "$PYTHON" -m mlflow server --host 127.0.0.1 --port "$MLFLOW_PORT" --workers "$MLFLOW_WORKERS" \
     --backend-store-uri "$(mlflow_backend_url)" --artifacts-destination "$DIR/mlflow-artifacts" \
     >"$DIR/mlflow.log" 2>&1 < /dev/null &
   echo $! > "$DIR/mlflow.pid"
