@@ -7,6 +7,7 @@ runs from any working directory as `.venv/bin/python benchmarks/<name>.py`.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import runpy
 import statistics
 import sys
@@ -97,6 +98,62 @@ class FitClock:
                     delattr(keras.Model, name)
                 else:
                     setattr(keras.Model, name, original)
+
+
+class Stopwatches:
+    """Wall time inside chosen functions (outermost calls only, per label), patched in for the duration of a block.
+
+    Used to say where a sweep's time outside `fit`/`evaluate` goes; a label whose owner or attribute does not
+    exist (the code moved) is skipped, never an error, since the breakdown is informative only.
+    """
+
+    def __init__(self, targets: Sequence[tuple[str, str, str]]) -> None:
+        # (label, "package.module[:Class]", attribute)
+        self.targets = list(targets)
+        self.seconds: dict[str, float] = {label: 0.0 for label, _, _ in targets}
+        self.calls: dict[str, int] = {label: 0 for label, _, _ in targets}
+        self._depth: dict[str, int] = {label: 0 for label, _, _ in targets}
+
+    def _timed(self, label: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self._depth[label] += 1
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self._depth[label] -= 1
+                if self._depth[label] == 0:
+                    self.seconds[label] += time.perf_counter() - started
+                    self.calls[label] += 1
+
+        return timed
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[Stopwatches]:
+        """Patch every target that exists, then restore each exactly as it was."""
+        restore: list[tuple[Any, str, Any]] = []
+        try:
+            for label, where, attribute in self.targets:
+                module_name, _, class_name = where.partition(":")
+                try:
+                    owner: Any = importlib.import_module(module_name)
+                    if class_name:
+                        owner = getattr(owner, class_name)
+                    original = owner.__dict__[attribute] if class_name else getattr(owner, attribute)
+                except (ImportError, AttributeError, KeyError):
+                    continue
+                if isinstance(original, classmethod):
+                    replacement: Any = classmethod(self._timed(label, original.__func__))
+                elif isinstance(original, staticmethod):
+                    replacement = staticmethod(self._timed(label, original.__func__))
+                else:
+                    replacement = self._timed(label, original)
+                setattr(owner, attribute, replacement)
+                restore.append((owner, attribute, original))
+            yield self
+        finally:
+            for owner, attribute, original in reversed(restore):
+                setattr(owner, attribute, original)
 
 
 def run_cli_in_process(arguments: Sequence[str]) -> float:

@@ -37,6 +37,7 @@ import tensorflow as tf
 from common import (
     ROOT,
     FitClock,
+    Stopwatches,
     clear_data_caches,
     compose_configs,
     median,
@@ -57,6 +58,20 @@ SAME_WORK = ("data.val_size=0", "train.verbose=0")
 # The overhead sweep is the project's default study (experiments/sweep.yaml, its space and pruner unchanged),
 # cut to its first few trials: trial 0 is the baseline and the next ones are the sampler's first draws.
 DEFAULT_SWEEP_TRIALS = 4
+# Where a sweep's time goes, nested from the outside in (each row includes the rows below it that it calls).
+SWEEP_BREAKDOWN = (
+    ("sweeper: open study + MLflow parent run", "mnist_study.study_tracking:ParentRun", "open"),
+    ("sweeper: study summary + plots to MLflow", "mnist_study.study_tracking:ParentRun", "log_summary"),
+    ("sweeper: one trial (ask..tell)", "mnist_study.sweeper:_Loop", "_run_trial"),
+    ("optuna: study.ask", "optuna.study:Study", "ask"),
+    ("optuna: study.tell", "optuna.study:Study", "tell"),
+    ("hydra: validate overrides (compose)", "mnist_study.sweeper:StudySweeper", "validate_batch_is_legal"),
+    ("hydra: launcher (compose + job)", "hydra._internal.core_plugins.basic_launcher:BasicLauncher", "launch"),
+    ("hydra: run_job", "hydra.core.utils", "run_job"),
+    ("job: MLflow run + train", "mnist_study.job", "run"),
+    ("train: data + model + fit + evaluate", "mnist_study.job", "train"),
+    ("data: make_split", "mnist_study.train", "make_split"),
+)
 
 
 def tutorial_fit(epochs: int = EPOCHS) -> dict[str, float]:
@@ -158,9 +173,12 @@ def sweep_overhead(trials: int, extra: list[str]) -> dict[str, float]:
             *extra,
         ]
         clock = FitClock()
-        with clock.installed():
+        watches = Stopwatches(SWEEP_BREAKDOWN)
+        with clock.installed(), watches.installed():
             wall = run_cli_in_process(arguments)
-    return {"wall": wall, "inside": clock.seconds, "calls": clock.calls}
+    breakdown = {label: (watches.seconds[label], watches.calls[label]) for label in watches.seconds}
+    breakdown["keras: fit + evaluate"] = (clock.seconds, clock.calls)
+    return {"wall": wall, "inside": clock.seconds, "calls": clock.calls, "breakdown": breakdown}
 
 
 def parse_variants(items: list[str]) -> dict[str, list[str]]:
@@ -250,6 +268,14 @@ def main() -> None:
     if args.sweep_trials > 0:
         sweep = sweep_overhead(args.sweep_trials, args.sweep_arg)
         overhead = 1 - sweep["inside"] / sweep["wall"]
+        print(f"\nwhere the sweep's {sweep['wall']:.1f}s went (nested; a row includes the rows it calls):")
+        print_table(
+            ["inside", "calls", "seconds", "of wall"],
+            [
+                [label, str(calls), f"{seconds:.2f}", f"{seconds / sweep['wall']:.3f}"]
+                for label, (seconds, calls) in sweep["breakdown"].items()
+            ],
+        )
         import_seconds = tensorflow_import_seconds()
         with_import = 1 - sweep["inside"] / (sweep["wall"] + import_seconds)
         command = " ".join(["src/run.py -m sweep", f"hydra.sweeper.n_trials={args.sweep_trials}", *args.sweep_arg])
