@@ -9,11 +9,14 @@ A trial that diverges (NaN loss) inside a sweep is covered in test_sweep_cli.py
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import optuna
@@ -21,7 +24,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
-from conftest import PROJECT_ROOT, RUN_PY, store_overrides
+from conftest import PROJECT_ROOT, RUN_PY, run_cli, store_overrides
 
 STUDY = "faults"
 SMALL = [
@@ -156,3 +159,92 @@ def test_ctrl_c_then_kill_9_mid_trial_then_the_same_command_finishes_the_study(t
     assert {run.info.run_name for run in children} == {
         f"trial-{n}" for n, t in final.items() if "mlflow_run_id" in t.user_attrs
     }
+
+
+SERVICES = PROJECT_ROOT / "scripts" / "services.sh"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def services() -> Iterator[dict[str, str]]:
+    """A throwaway PostgreSQL and mlflow server (scripts/services.sh) on ports of their own, stopped afterwards."""
+    if not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    # Not under pytest's tmp_path: as root the script runs PostgreSQL as `postgres`, which must reach the folder.
+    folder = Path(tempfile.mkdtemp(prefix="mnist-study-faults-"))
+    folder.chmod(0o755)
+    env = {
+        **os.environ,
+        "SERVICES_DIR": str(folder / "services"),
+        "PGPORT": str(free_port()),
+        "MLFLOW_PORT": str(free_port()),
+        "MLFLOW_WORKERS": "1",
+    }
+    try:
+        started = subprocess.run(
+            ["bash", str(SERVICES), "start"], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert started.returncode == 0, started.stdout + started.stderr
+        # `print_urls` writes `optuna storage:      <url>` and `mlflow tracking uri: <url>`.
+        urls = dict(
+            line.split(":", 1) for line in started.stdout.splitlines() if line.startswith(("optuna", "mlflow"))
+        )
+        password = (folder / "services" / "pg.password").read_text().strip()
+        yield {
+            "storage": urls["optuna storage"].strip(),
+            "tracking": urls["mlflow tracking uri"].strip(),
+            "password": password,
+            "folder": str(folder),
+        }
+    finally:
+        subprocess.run(["bash", str(SERVICES), "stop"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_a_storage_password_is_absent_from_everything_logged(tmp_path: Path, services: dict[str, str]) -> None:
+    password, storage = services["password"], services["storage"]
+    assert f":{password}@" in storage
+    result = run_cli(
+        [
+            "smoke",
+            *store_overrides(tmp_path),
+            f"tracking.uri={services['tracking']}",
+            f"hydra.sweeper.storage={storage}",
+            "data.train_subset=1000",
+            "train.epochs=1",
+            "hydra.sweeper.study_name=secret",
+            "hydra.sweeper.n_trials=1",
+        ]
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert password not in output
+    assert "***" in output  # The storage is shown, redacted: `study secret (...) in postgresql://study:***@...`.
+
+    # Optuna: the study's and every trial's attributes and params.
+    rdb = optuna.storages.RDBStorage(storage)
+    study = optuna.load_study(study_name="secret", storage=rdb)
+    recorded = [study.user_attrs, rdb.get_study_system_attrs(rdb.get_study_id_from_name("secret"))]
+    for trial in study.get_trials():
+        recorded += [trial.user_attrs, trial.system_attrs, trial.params]
+    assert len(study.get_trials()) == 1
+    assert password not in repr(recorded)
+
+    # MLflow: every run's params and tags, and every artifact file the server stored (config.yaml, trials.csv...).
+    client = MlflowClient(tracking_uri=services["tracking"])
+    experiment = client.get_experiment_by_name("mnist-mlp")
+    logged = client.search_runs([experiment.experiment_id])
+    assert len(logged) == 2  # The study's parent run and its one trial.
+    for run in logged:
+        assert password not in repr(run.data.params) + repr(run.data.tags)
+        assert run.data.params.get("trial.storage", "***").count("***") == 1
+    artifacts = [path for path in (Path(services["folder"]) / "services").rglob("mlflow-artifacts/**/*")]
+    texts = [path.read_bytes() for path in artifacts if path.is_file()]
+    assert [path.name for path in artifacts if path.name == "config.yaml"], artifacts
+    assert all(password.encode() not in text for text in texts)
