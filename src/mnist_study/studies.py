@@ -15,9 +15,11 @@ import datetime as dt
 import functools
 import os
 import socket
+import time
 from collections.abc import Iterable
 
 import optuna
+import sqlalchemy
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
@@ -47,6 +49,18 @@ def open_storage(url: str) -> BaseStorage:
             raise ValueError(f"storage {url!r}: a journal storage needs a file path")
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         return JournalStorage(JournalFileBackend(path))
+    return _open_rdb(url)
+
+
+def _open_rdb(url: str, attempts: int = 5) -> RDBStorage:
+    """An RDB storage; workers starting together on a brand-new database race to create Optuna's tables (on
+    PostgreSQL the losers hit a unique violation in the catalog), and succeed once the winner is done. Other errors
+    (a refused connection, a wrong password) are raised at once."""
+    for attempt in range(1, attempts):
+        try:
+            return RDBStorage(url)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            time.sleep(0.5 * attempt)
     return RDBStorage(url)
 
 

@@ -1,14 +1,18 @@
 """The study's MLflow parent run: found again by every worker and on every resume, and its end-of-sweep summary.
 
 The parent run's id lives in the study itself (study user attr `mlflow_parent_run_id`), so whoever reaches the
-study finds the same parent. Only the worker that created the study creates the parent run, and it records the id
-before it enqueues anything; a worker that finds an empty study without the id waits briefly for the creator.
+study finds the same parent. Optuna has no compare-and-set for user attrs, so the one worker that creates a parent
+run is elected by creating a companion "claim" study (`<study>:mlflow-parent`): creating a study is atomic in every
+Optuna storage (a unique name in an RDB, a locked append in a journal file), so exactly one of any number of racing
+workers wins, and the others wait for the id it records. The worker that created the study claims at once; one that
+finds an empty study without the id first waits briefly for the creator.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -25,13 +29,17 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from mnist_study.studies import PARENT_RUN_ATTR, count_verdicts
+from mnist_study.studies import HOST, PARENT_RUN_ATTR, PID, count_verdicts, open_storage, this_host
 from mnist_study.tracking import environment_tags, get_or_create_experiment, redact
 
 log = logging.getLogger(__name__)
 
 # How long a worker that did not create the study waits for its creator to record the parent run.
 PARENT_WAIT_SECONDS = 30.0
+# How long a worker that lost the claim waits for the winner to record the parent run (a few MLflow requests).
+CLAIM_WAIT_SECONDS = 120.0
+# The companion study whose creation elects the parent run's creator; `:<run id>` follows when replacing that run.
+CLAIM_SUFFIX = ":mlflow-parent"
 
 
 class ParentRun:
@@ -43,15 +51,16 @@ class ParentRun:
 
     @classmethod
     def open(cls, study: optuna.Study, created: bool, tracking: Mapping[str, Any], storage_url: str) -> ParentRun:
-        """Find the study's parent run (creating it if this worker created the study, or none exists)."""
+        """Find the study's parent run, or create it if this worker wins the claim (see the module docstring)."""
         client = open_client(tracking["uri"])
         run_id = None if created else _wait_for_parent_id(study)
-        if run_id is not None and not _exists(client, run_id):
-            log.warning(
-                "parent run %s of study %s is not in this tracking store; starting a new one", run_id, study
-            )
-            run_id = None
-        if run_id is None:
+        if run_id is not None and _exists(client, run_id):
+            # A resumed study's parent was closed by the last sweep process; it runs again while trials run.
+            client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+            return cls(client, run_id)
+        if run_id is not None:
+            log.warning("parent run %s of study %s is not in this tracking store; replacing it", run_id, study)
+        if _claim(study, storage_url, replacing=run_id):
             experiment_id = get_or_create_experiment(client, tracking["experiment"], tracking["artifact_location"])
             tags = {
                 **environment_tags(),
@@ -60,12 +69,17 @@ class ParentRun:
                 "optuna.storage": redact(storage_url),
                 "optuna.direction": study.direction.name.lower(),
             }
-            run_id = client.create_run(experiment_id, run_name=study.study_name, tags=tags).info.run_id
-            study.set_user_attr(PARENT_RUN_ATTR, run_id)
-        else:
-            # A resumed study's parent was closed by the last sweep process; it runs again while trials run.
-            client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
-        return cls(client, run_id)
+            created_id = client.create_run(experiment_id, run_name=study.study_name, tags=tags).info.run_id
+            study.set_user_attr(PARENT_RUN_ATTR, created_id)
+            return cls(client, created_id)
+        winner_id = _wait_for_winner(study, storage_url, replacing=run_id)
+        if not _exists(client, winner_id):
+            raise RuntimeError(
+                f"the parent run {winner_id} another worker recorded for study {study.study_name} is not in "
+                f"{redact(tracking['uri'])}: give every worker of a study the same tracking.uri"
+            )
+        client.update_run(winner_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        return cls(client, winner_id)
 
     def close(self, status: int) -> None:
         self.client.set_terminated(self.run_id, RunStatus.to_string(status))
@@ -186,6 +200,39 @@ def _wait_for_parent_id(study: optuna.Study) -> str | None:
         if run_id or study.get_trials(deepcopy=False) or time.monotonic() > deadline:
             return run_id
         time.sleep(0.5)
+
+
+def _claim(study: optuna.Study, storage_url: str, replacing: str | None) -> bool:
+    """Whether this worker won the right to create the study's parent run (in place of `replacing`, if given)."""
+    try:
+        claim = optuna.create_study(study_name=_claim_name(study, replacing), storage=open_storage(storage_url))
+    except optuna.exceptions.DuplicatedStudyError:
+        return False
+    # Who holds the claim, for the error a waiting worker raises should the winner die before recording the run.
+    claim.set_user_attr(HOST, this_host())
+    claim.set_user_attr(PID, os.getpid())
+    return True
+
+
+def _claim_name(study: optuna.Study, replacing: str | None) -> str:
+    return study.study_name + CLAIM_SUFFIX + (f":{replacing}" if replacing else "")
+
+
+def _wait_for_winner(study: optuna.Study, storage_url: str, replacing: str | None) -> str:
+    """The parent run id the claim's winner records (different from `replacing`)."""
+    deadline = time.monotonic() + CLAIM_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        run_id = study.user_attrs.get(PARENT_RUN_ATTR)
+        if run_id and run_id != replacing:
+            return run_id
+        time.sleep(0.5)
+    claim = _claim_name(study, replacing)
+    holder = optuna.load_study(study_name=claim, storage=open_storage(storage_url)).user_attrs
+    raise RuntimeError(
+        f"study {study.study_name}: the worker that claimed its MLflow parent run (process {holder.get(PID)} on "
+        f"{holder.get(HOST)}) did not record it within {CLAIM_WAIT_SECONDS:.0f} s; if that worker died, delete "
+        f"the claim (optuna delete-study --study-name '{claim}' --storage ...) and start the workers again"
+    )
 
 
 def _exists(client: MlflowClient, run_id: str) -> bool:

@@ -1,0 +1,275 @@
+"""Scaling out, for real: PostgreSQL as the Optuna storage, an `mlflow server` backed by it, three sweep workers.
+
+The services come from `scripts/services.sh` (the same script `make services` runs) on free loopback ports with a
+throwaway folder, so the test never touches a developer's running services. Everything is real: the database, the
+tracking server, and `python src/run.py smoke ...` worker processes; one of them is killed with SIGKILL mid-trial.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+from optuna.trial import FrozenTrial, TrialState
+
+import mnist_study.study_tracking as study_tracking
+from conftest import PROJECT_ROOT, RUN_PY
+from mnist_study.studies import FAIL_REASON, PARENT_RUN_ATTR, PID, RETRY_OF, UNCOUNTED, is_counted, open_storage
+
+pytestmark = pytest.mark.slow
+
+SERVICES_SCRIPT = PROJECT_ROOT / "scripts" / "services.sh"
+EXPERIMENT = "scaling"
+# Tiny and fixed, so that three TensorFlow processes sharing two cores finish in about a minute per study.
+FAST = ["data.train_subset=1000", "train.epochs=1", "model.units=choice(32,64)"]
+WORKER_TIMEOUT_S = 420.0
+
+
+@dataclass(frozen=True)
+class Services:
+    """The two URLs every worker is given."""
+
+    storage: str
+    tracking: str
+
+
+def free_port() -> int:
+    """A port nobody listens on right now (the kernel picks it; the small race with other programs is accepted)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def services_log(folder: Path) -> str:
+    """The services' own logs, for a failure message."""
+    parts = []
+    for name in ("initdb.log", "pg.log", "mlflow.log"):
+        path = folder / name
+        if path.exists():
+            parts.append(f"--- {name} (last 3000 chars)\n{path.read_text(errors='replace')[-3000:]}")
+    return "\n".join(parts)
+
+
+@pytest.fixture(scope="module")
+def services() -> Iterator[Services]:
+    """A throwaway PostgreSQL and mlflow server for this module, always stopped and deleted afterwards."""
+    if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run and `make services` do it)")
+    # Directly under /tmp, not pytest's tmp_path: as root, PostgreSQL runs as `postgres`, which cannot enter
+    # pytest's root-only folders, and the Unix socket path must stay short.
+    folder = Path(tempfile.mkdtemp(prefix="mnist-services-"))
+    env = {
+        **os.environ,
+        "SERVICES_DIR": str(folder),
+        "PGPORT": str(free_port()),
+        "MLFLOW_PORT": str(free_port()),
+        "MLFLOW_WORKERS": "1",
+        "PYTHON": sys.executable,
+    }
+    try:
+        started = subprocess.run(
+            [str(SERVICES_SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=300
+        )
+        if started.returncode != 0:
+            pytest.fail(f"services did not start:\n{started.stdout}\n{started.stderr}\n{services_log(folder)}")
+        urls = dict(
+            line.split(":", 1) for line in started.stdout.splitlines() if line.startswith(("optuna", "mlflow"))
+        )
+        yield Services(storage=urls["optuna storage"].strip(), tracking=urls["mlflow tracking uri"].strip())
+    finally:
+        subprocess.run([str(SERVICES_SCRIPT), "stop"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def start_worker(services: Services, folder: Path, study: str, n_trials: int, index: int) -> subprocess.Popen[str]:
+    """One `python src/run.py smoke ...` worker as a user on another host would type it (own output dir)."""
+    args = [
+        "smoke",
+        f"hydra.sweeper.storage={services.storage}",
+        f"tracking.uri={services.tracking}",
+        f"tracking.experiment={EXPERIMENT}",
+        f"hydra.sweeper.study_name={study}",
+        f"hydra.sweeper.n_trials={n_trials}",
+        f"hydra.run.dir={folder}/outputs-{index}",
+        f"hydra.sweep.dir={folder}/multirun-{index}",
+        *FAST,
+    ]
+    return subprocess.Popen(
+        [sys.executable, str(RUN_PY), *args],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(worker: subprocess.Popen[str]) -> tuple[int, str, str]:
+    """Wait for a worker; its exit code and output."""
+    try:
+        stdout, stderr = worker.communicate(timeout=WORKER_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        stdout, stderr = worker.communicate()
+        pytest.fail(f"worker {worker.pid} did not finish in {WORKER_TIMEOUT_S} s\n{stdout}\n{stderr}")
+    return worker.returncode, stdout, stderr
+
+
+def study_runs(tracking: str, study: str) -> tuple[list[Run], list[Run]]:
+    """The study's parent runs (there must be one) and the runs nested under any of them."""
+    client = MlflowClient(tracking_uri=tracking)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        raise ValueError(f"no MLflow experiment {EXPERIMENT!r} at {tracking}")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parents = [
+        run
+        for run in runs
+        if run.data.tags.get("optuna.study") == study and "mlflow.parentRunId" not in run.data.tags
+    ]
+    parent_ids = {run.info.run_id for run in parents}
+    children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") in parent_ids]
+    return parents, children
+
+
+def assert_study_complete(services: Services, study: str, n_trials: int) -> tuple[list[FrozenTrial], list[Run]]:
+    """Exactly n_trials counted verdicts, nothing left RUNNING, one parent, one child per trial that ran."""
+    loaded = optuna.load_study(study_name=study, storage=open_storage(services.storage))
+    trials = loaded.get_trials()
+    counted = [trial for trial in trials if is_counted(trial)]
+    assert len(counted) == n_trials, [(t.number, t.state.name, t.user_attrs.get(FAIL_REASON)) for t in trials]
+    assert len({trial.number for trial in trials}) == len(trials)
+    assert all(trial.state.is_finished() for trial in trials), [(t.number, t.state.name) for t in trials]
+
+    parents, children = study_runs(services.tracking, study)
+    assert [parent.info.run_id for parent in parents] == [loaded.user_attrs[PARENT_RUN_ATTR]]
+    assert parents[0].info.status == "FINISHED"
+    ran = {f"trial-{trial.number}": trial for trial in trials if "mlflow_run_id" in trial.user_attrs}
+    assert sorted(run.info.run_name for run in children) == sorted(ran)
+    assert {run.info.run_id for run in children} == {trial.user_attrs["mlflow_run_id"] for trial in ran.values()}
+    assert all(run.info.status != "RUNNING" for run in children), [
+        (r.info.run_name, r.info.status) for r in children
+    ]
+    return trials, children
+
+
+def test_three_workers_finish_one_study_on_postgresql(services: Services, tmp_path: Path) -> None:
+    n_trials = 6
+    workers = [start_worker(services, tmp_path, "trio", n_trials, index) for index in range(3)]
+    results = [finish(worker) for worker in workers]
+    for code, stdout, stderr in results:
+        assert code == 0, f"stdout:\n{stdout}\nstderr:\n{stderr}"
+
+    trials, children = assert_study_complete(services, "trio", n_trials)
+    # Every counted trial ran (no worker died), each in exactly one worker, and the surplus asks never ran.
+    assert sorted(trial.number for trial in trials if is_counted(trial)) == sorted(
+        int(run.info.run_name.removeprefix("trial-")) for run in children
+    )
+    announced = [line for _, stdout, _ in results for line in stdout.splitlines() if line.startswith("trial ")]
+    assert len(announced) == n_trials, announced
+    assert all(trial.state == TrialState.FAIL for trial in trials if not is_counted(trial))
+    # All three workers joined one study: each printed the study line and each ran at least one trial's worth of
+    # asks; the split between them depends on scheduling and is not asserted.
+    assert all("study trio (maximize val_accuracy)" in stdout for _, stdout, _ in results)
+
+
+def wait_for_running_trial(storage: str, study: str, worker: subprocess.Popen[str]) -> FrozenTrial:
+    """The trial `worker` is training right now: RUNNING, owned by its pid, with its MLflow run open."""
+    deadline = time.monotonic() + WORKER_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            pytest.fail(f"worker {worker.pid} exited ({worker.returncode}) before it ran a trial")
+        try:
+            loaded = optuna.load_study(study_name=study, storage=open_storage(storage))
+            trials = loaded.get_trials(states=(TrialState.RUNNING,))
+        except KeyError:
+            trials = []  # The study does not exist yet.
+        for trial in trials:
+            if trial.user_attrs.get(PID) == worker.pid and "mlflow_run_id" in trial.user_attrs:
+                return trial
+        time.sleep(0.2)
+    pytest.fail(f"worker {worker.pid} never ran a trial")
+
+
+def test_a_killed_worker_s_trial_ends_fail_and_the_others_complete_the_study(
+    services: Services, tmp_path: Path
+) -> None:
+    """SIGKILL one of three workers while it trains; the survivors finish the study.
+
+    Recovery keys on the pid when the dead worker shared the host (as here): a surviving worker finds the pid gone
+    before its next ask, closes the trial as an uncounted FAIL, closes its MLflow run KILLED and queues its
+    parameters again. The victim is killed in its first trial, when the budget still holds trials nobody has
+    asked for, so a survivor always asks again and the study completes without a rerun.
+    """
+    n_trials = 6
+    workers = [start_worker(services, tmp_path, "kill", n_trials, index) for index in range(3)]
+    victim, survivors = workers[0], workers[1:]
+    killed = wait_for_running_trial(services.storage, "kill", victim)
+    victim.send_signal(signal.SIGKILL)
+    assert finish(victim)[0] == -signal.SIGKILL
+    outputs = [finish(worker) for worker in survivors]
+    for code, stdout, stderr in outputs:
+        assert code == 0, f"stdout:\n{stdout}\nstderr:\n{stderr}"
+
+    trials, children = assert_study_complete(services, "kill", n_trials)
+    after = next(trial for trial in trials if trial.number == killed.number)
+    assert after.state == TrialState.FAIL
+    assert f"process {victim.pid}" in after.user_attrs[UNCOUNTED]
+    assert not is_counted(after)
+    # Its parameters ran again, in a survivor, as a counted trial.
+    retries = [trial for trial in trials if trial.user_attrs.get(RETRY_OF) == killed.number]
+    assert len(retries) == 1 and is_counted(retries[0]) and retries[0].params == killed.params
+    # Its MLflow run, left RUNNING by the dead process, was closed by the survivor that recovered the trial.
+    (run,) = [run for run in children if run.info.run_id == killed.user_attrs["mlflow_run_id"]]
+    assert run.info.status == "KILLED"
+    assert run.data.tags["optuna.state"] == "FAIL"
+    recovered = [
+        line for _, stdout, _ in outputs for line in stdout.splitlines() if f"process {victim.pid}" in line
+    ]
+    assert len(recovered) == 1 and recovered[0].startswith(f"trial {killed.number}/{n_trials} FAIL worker died")
+
+
+def test_workers_racing_on_a_study_without_parent_agree_on_one_parent_run(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight workers reach, at the same instant, a study that exists without a parent run id (say its creator died
+    before recording one): exactly one creates the parent run and the others adopt it.
+
+    Threads stand in for processes here: each has its own database connections and MLflow client, so the race is
+    the one separate workers run on PostgreSQL, without eight interpreter start-ups.
+    """
+    # The study is not new, so nobody would record a parent: do not wait for a creator that will never come.
+    monkeypatch.setattr(study_tracking, "PARENT_WAIT_SECONDS", 0.0)
+    storage = open_storage(services.storage)
+    optuna.create_study(study_name="orphaned", storage=storage, direction="maximize")
+    tracking = {"uri": services.tracking, "experiment": EXPERIMENT, "artifact_location": "unused-for-http"}
+    barrier = threading.Barrier(8)
+
+    def join(_: int) -> str:
+        study = optuna.load_study(study_name="orphaned", storage=storage)
+        barrier.wait()
+        return study_tracking.ParentRun.open(study, False, tracking, services.storage).run_id
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        run_ids = list(pool.map(join, range(8)))
+
+    assert len(set(run_ids)) == 1, run_ids
+    parents, _ = study_runs(services.tracking, "orphaned")
+    assert [parent.info.run_id for parent in parents] == run_ids[:1]
+    assert optuna.load_study(study_name="orphaned", storage=storage).user_attrs[PARENT_RUN_ATTR] == run_ids[0]
