@@ -26,11 +26,17 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from mlflow.entities import RunStatus
+from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
 from mnist_study import studies
 from mnist_study.search_space import SearchSpace, direction_for, format_value, in_distribution, parse_space
+from mnist_study.validation import StoreFailure
+
+# Errors of a failing store: MLflow wraps its database errors; Optuna's RDB storage raises SQLAlchemy's or its own.
+STORE_ERRORS = (MlflowException, SQLAlchemyError, optuna.exceptions.StorageInternalError)
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +106,18 @@ class StudySweeper(Sweeper):
         except KeyboardInterrupt:
             status = RunStatus.KILLED
             raise
+        except STORE_ERRORS as error:
+            # A store that fails mid-sweep stops the sweep: every trial run now would fail for the same reason.
+            raise StoreFailure(store_failure_text(error, config.tracking.uri, self.storage_url)) from error
         finally:
             try:
                 parent.log_summary(study, objective)
             except Exception as error:  # The summary is a convenience; it must not hide how the sweep ended.
                 log.warning("could not write the study summary to MLflow: %s", error)
-            parent.close(status)
+            try:
+                parent.close(status)
+            except STORE_ERRORS as error:  # The next sweep process reopens the parent; say how this one ended.
+                log.warning("could not close the study's MLflow run: %s", first_line(error))
 
     def _config(self) -> DictConfig:
         if self.config is None or self.launcher is None:
@@ -188,6 +200,11 @@ class _Loop:
         except KeyboardInterrupt:
             self._discard(trial, "interrupted (SIGINT)", requeue=True)
             raise
+        failure = job_store_error(result)
+        if failure is not None:
+            # The trial did not fail; the store it logs to did. Its params run again when the sweep resumes.
+            self._discard(trial, f"store failed: {first_line(failure)}", requeue=True)
+            raise failure
         state, value, reason = verdict(result)
         if reason:
             trial.set_user_attr(studies.FAIL_REASON, reason)
@@ -309,6 +326,45 @@ def verdict(result: JobReturn) -> tuple[TrialState, float | None, str | None]:
     except Exception as error:
         return TrialState.FAIL, None, f"{type(error).__name__}: {error}"
     return TrialState.FAIL, None, "the job ended without a result"
+
+
+def job_store_error(result: JobReturn) -> Exception | None:
+    """The job's exception when it is a failure of the MLflow store or the Optuna storage, not of the trial."""
+    if result.status == JobStatus.COMPLETED:
+        return None
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # Hydra re-raises the job's exception, with a line.
+            _ = result.return_value
+    except STORE_ERRORS as error:
+        return error if is_store_failure(error) else None
+    except Exception:
+        return None
+    return None
+
+
+def is_store_failure(error: BaseException) -> bool:
+    """MLflow reports a database it cannot use as TEMPORARILY_UNAVAILABLE; SQLAlchemy and Optuna by type."""
+    if isinstance(error, MlflowException):
+        return error.error_code == "TEMPORARILY_UNAVAILABLE"
+    return True
+
+
+def store_failure_text(error: BaseException, tracking_uri: str, storage_url: str) -> str:
+    """One line: which store failed, why, and that the study is intact and resumes with the same command."""
+    from mnist_study.secrets import redact
+
+    store = (
+        f"MLflow store {tracking_uri}" if isinstance(error, MlflowException) else f"Optuna storage {storage_url}"
+    )
+    return redact(
+        f"the {store} failed mid-sweep ({first_line(error)}); finished trials are kept and the running one is "
+        "queued again: rerun the same command once the store works"
+    )
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def quote(value: str) -> str:
