@@ -65,10 +65,12 @@ SWEEP_BREAKDOWN = (
     ("sweeper: one trial (ask..tell)", "mnist_study.sweeper:_Loop", "_run_trial"),
     ("optuna: study.ask", "optuna.study:Study", "ask"),
     ("optuna: study.tell", "optuna.study:Study", "tell"),
-    ("hydra: validate overrides (compose)", "mnist_study.sweeper:StudySweeper", "validate_batch_is_legal"),
+    ("hydra: validate overrides (compose)", "hydra.plugins.sweeper:Sweeper", "validate_batch_is_legal"),
     ("hydra: launcher (compose + job)", "hydra._internal.core_plugins.basic_launcher:BasicLauncher", "launch"),
-    ("hydra: run_job", "hydra.core.utils", "run_job"),
+    ("hydra: run_job", "hydra._internal.core_plugins.basic_launcher", "run_job"),
     ("job: MLflow run + train", "mnist_study.job", "run"),
+    ("job: connect to the Optuna trial", "mnist_study.job", "trial_callback"),
+    ("job: plots to MLflow", "mnist_study.job", "log_plots"),
     ("train: data + model + fit + evaluate", "mnist_study.job", "train"),
     ("data: make_split", "mnist_study.train", "make_split"),
 )
@@ -239,28 +241,32 @@ def main() -> None:
         line = " ".join(f"{name}={runs[-1]['fit']:.2f}s" for name, runs in timings.items())
         print(f"rep {rep + 1}/{args.reps}: {line} c={peaks[-1]:.0f}GFLOP/s", file=sys.stderr, flush=True)
 
+    # Ratios are taken within each repetition (the runs next to each other in time saw the same load), then
+    # the median over repetitions: steadier than a ratio of medians when the load drifts.
     peak = median(peaks)
-    fit_a = median([run["fit"] for run in timings["a"]])
+    fits = {name: [run["fit"] for run in runs] for name, runs in timings.items()}
     rows = []
     for name, runs in timings.items():
-        fit = median([run["fit"] for run in runs])
-        trial = median([sum(run.values()) for run in runs])
+        fit = median(fits[name])
         label = "a (tutorial code)" if name == "a" else "b (project, baseline)" if name == "b" else f"b + {name}"
+        of_peak = median([gflop / run / rep_peak for run, rep_peak in zip(fits[name], peaks, strict=True)])
+        speedup = median([a / run for a, run in zip(fits["a"], fits[name], strict=True)])
         rows.append(
             [
                 label,
                 f"{fit:.2f}",
-                f"{trial:.2f}",
+                f"{median([sum(run.values()) for run in runs]):.2f}",
                 f"{images * EPOCHS / fit:,.0f}",
                 f"{gflop / fit:.0f}",
-                f"{gflop / fit / peak:.2f}",
-                f"{fit_a / fit:.2f}",
+                f"{of_peak:.2f}",
+                f"{speedup:.2f}",
             ]
         )
     rows.append(["c (4096^3 matmul)", "", "", "", f"{peak:.0f}", "1.00", ""])
     print(
         f"\n{args.reps} alternating repetitions, medians; {EPOCHS} epochs x {images} images, batch {BATCH_SIZE}, "
-        f"{weights:,} weights, {gflop:.0f} GFLOP per fit"
+        f"{weights:,} weights, {gflop:.0f} GFLOP per fit; 'of peak' and 'speedup' are medians of per-repetition "
+        "ratios"
     )
     print_table(["path", "fit s", "trial s", "images/s", "GFLOP/s", "of peak", "speedup vs a"], rows)
 
@@ -287,8 +293,17 @@ def main() -> None:
             f"the overhead of this sweep would be {with_import:.3f})."
         )
 
-    fit_b = median([run["fit"] for run in timings["b"]])
-    print(f"speedup={fit_a / fit_b:.2f} peak={gflop / fit_b / peak:.2f} overhead={overhead:.3f}")
+    # Under heavy load the 2-thread matmul suffers more than training does (one descheduled thread stalls the
+    # whole product), so a median-based peak fraction can even exceed 1. The least-disturbed figures (fastest
+    # of each path, highest matmul rate) are printed beside it; the last line stays median-based.
+    best_b, best_a, best_peak = min(fits["b"]), min(fits["a"]), max(peaks)
+    print(
+        f"least disturbed (fastest a, fastest b, highest c): a {best_a:.2f}s, b {best_b:.2f}s, c {best_peak:.0f} "
+        f"GFLOP/s -> speedup {best_a / best_b:.2f}, peak {gflop / best_b / best_peak:.2f}"
+    )
+    speedup = median([a / b for a, b in zip(fits["a"], fits["b"], strict=True)])
+    of_peak = median([gflop / b / rep_peak for b, rep_peak in zip(fits["b"], peaks, strict=True)])
+    print(f"speedup={speedup:.2f} peak={of_peak:.2f} overhead={overhead:.3f}")
 
 
 if __name__ == "__main__":
