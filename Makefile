@@ -9,8 +9,12 @@ PYTHON ?= python3.11
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 VENV := .venv
 RUN := $(VENV)/bin/python
+# Where `make ui` and `make dashboard` listen (loopback only) and what the dashboard reads.
+UI_PORT ?= 5000
+DASHBOARD_PORT ?= 8080
+STORAGE ?= sqlite:///$(CURDIR)/optuna.db
 
-.PHONY: help install baseline seed-replica sweep test lint format services services-stop postgresql bench
+.PHONY: help install baseline seed-replica sweep test lint format services services-stop postgresql bench ui dashboard screenshots
 
 help:
 	@echo "make sweep     set up (first time) and run the default Optuna study"
@@ -19,6 +23,8 @@ help:
 	@echo "make lint      ruff"
 	@echo "make bench     speed and pruning benchmarks (minutes; not part of make test)"
 	@echo "make services  a throwaway PostgreSQL + mlflow server on 127.0.0.1 for many workers (services-stop ends them)"
+	@echo "make ui        the MLflow UI over the default store, on http://127.0.0.1:$(UI_PORT)"
+	@echo "make dashboard optuna-dashboard over the default study storage, on http://127.0.0.1:$(DASHBOARD_PORT)"
 
 # The stamp is remade whenever the lock changes, so `git pull` followed by any target resyncs the environment.
 $(VENV)/.installed: pyproject.toml uv.lock
@@ -65,3 +71,15 @@ services: install postgresql
 
 services-stop:
 	scripts/services.sh stop
+
+# The MLflow UI over the project's default store (what a plain `mlflow ui` at the repository root shows).
+ui: install
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(UI_PORT)
+
+# optuna-dashboard over the sweep's storage; STORAGE=... points it at another (a PostgreSQL URL, say).
+dashboard: install
+	$(VENV)/bin/optuna-dashboard "$(STORAGE)" --host 127.0.0.1 --port $(DASHBOARD_PORT)
+
+# The README's screenshots (docs/*.png), taken from the default store and study by the browser test's helpers.
+screenshots: install
+	$(RUN) scripts/screenshots.py

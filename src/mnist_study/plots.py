@@ -58,8 +58,10 @@ def learning_curves(history: Mapping[str, Sequence[float]], title: str) -> plt.F
         axes.set_xlabel("epoch")
         axes.set_ylabel(metric)
         axes.set_title(metric)
-        # Whole epochs only: a two-epoch run should not show ticks at 1.25, 1.5, ...
-        axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        # Whole epochs only: a two-epoch run should not show ticks at 1.25, 1.5, nor a one-epoch run at 0.96.
+        epochs_run = len(history["loss"])
+        axes.set_xlim(0.5, epochs_run + 0.5)
+        axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, min_n_ticks=1))
         axes.grid(alpha=0.3)
         if axes.get_lines():
             axes.legend()

@@ -1,0 +1,128 @@
+"""Take the README's screenshots from the project's default store and study (run: make screenshots).
+
+docs/compare.png: MLflow's compare view of the `baseline` run against the study's best variant (the best COMPLETE
+trial that is not the baseline's own configuration). docs/dashboard.png: optuna-dashboard's page for the study.
+Both servers are started on free loopback ports and stopped afterwards; the helpers are the browser test's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import optuna
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT_ROOT / "src"))
+
+from mnist_study import browser  # noqa: E402  (after the path above)
+
+# Wide enough for two runs side by side, tall enough that MLflow's inner scroll area needs no scrolling.
+VIEWPORT = (1280, 2600)
+
+
+def best_variant(storage: str, study_name: str) -> tuple[optuna.trial.FrozenTrial, str]:
+    """The best COMPLETE trial that is not the baseline's configuration, and its MLflow run id."""
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    complete = [
+        trial
+        for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if not trial.user_attrs.get("baseline") and trial.user_attrs.get("mlflow_run_id")
+    ]
+    if not complete:
+        raise SystemExit(
+            f"study {study_name!r} has no COMPLETE trial besides the baseline: run `make sweep` first"
+        )
+    best = (
+        max(complete, key=lambda trial: trial.value)
+        if study.direction.name == "MAXIMIZE"
+        else min(complete, key=lambda trial: trial.value)
+    )
+    return best, best.user_attrs["mlflow_run_id"]
+
+
+def latest_baseline(client: MlflowClient, experiment_id: str) -> Run:
+    """The most recent finished run named `baseline`."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string="attributes.run_name = 'baseline' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        raise SystemExit("no finished `baseline` run: run `python src/run.py baseline` first")
+    return runs[0]
+
+
+def compare_screenshot(tracking_uri: str, experiment: str, runs: list[Run], path: Path, logs: Path) -> None:
+    """The compare view's run details, parameters that differ, and metrics: the part a person reads."""
+    client_experiment = MlflowClient(tracking_uri=tracking_uri).get_experiment_by_name(experiment)
+    if client_experiment is None:
+        raise SystemExit(f"no experiment {experiment!r} in {tracking_uri}")
+    port = browser.free_port()
+    with (
+        browser.serve(browser.mlflow_ui_command(tracking_uri, port), port, logs / "mlflow-ui.log") as base,
+        browser.chromium_page(*VIEWPORT) as page,
+    ):
+        ids = [run.info.run_id for run in runs]
+        names = [run.info.run_name for run in runs]
+        browser.show_comparison(page, base, ids, client_experiment.experiment_id, names)
+        browser.close_assistant(page)
+        # The parallel-coordinates plot is empty for two runs; fold it away and keep only differing parameters.
+        page.get_by_text("Visualizations", exact=True).first.click()
+        page.get_by_text("Show diff only").first.click()
+        # The metrics table scrolls inside a fixed height; bring its last rows (the validation metrics) into view.
+        page.locator('a[title="Plot chart"]', has_text="val_loss").first.scroll_into_view_if_needed()
+        top = page.get_by_text("Run details", exact=True).first.bounding_box()
+        bottom = page.get_by_text("Artifacts", exact=True).first.bounding_box()
+        if top is None or bottom is None:
+            raise RuntimeError("the compare view did not render its run details and metrics")
+        page.screenshot(
+            path=path,
+            clip={"x": top["x"] - 40, "y": top["y"] - 12, "width": 720, "height": bottom["y"] - top["y"]},
+        )
+
+
+def dashboard_screenshot(storage: str, study_name: str, path: Path, logs: Path) -> None:
+    """optuna-dashboard's study page: history, importances and the best trial."""
+    port = browser.free_port()
+    with (
+        browser.serve(browser.dashboard_command(storage, port), port, logs / "dashboard.log") as base,
+        browser.chromium_page(1280, 1000) as page,
+    ):
+        browser.show_dashboard_trials(page, base, study_name)
+        page.goto(page.url.removesuffix("/trials"))
+        browser.wait_for_text(page, "Hyperparameter Importance")
+        page.wait_for_timeout(2000)  # Plotly animates its first draw.
+        page.screenshot(path=path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tracking-uri", default=f"sqlite:///{PROJECT_ROOT}/mlflow.db")
+    parser.add_argument("--experiment", default="mnist-mlp")
+    parser.add_argument("--storage", default=f"sqlite:///{PROJECT_ROOT}/optuna.db")
+    parser.add_argument("--study", default="mnist-mlp")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(tracking_uri=args.tracking_uri)
+    experiment = client.get_experiment_by_name(args.experiment)
+    if experiment is None:
+        raise SystemExit(f"no experiment {args.experiment!r} in {args.tracking_uri}")
+    trial, run_id = best_variant(args.storage, args.study)
+    runs = [latest_baseline(client, experiment.experiment_id), client.get_run(run_id)]
+    print(f"baseline {runs[0].info.run_id} vs trial {trial.number} ({run_id}): {trial.params}")
+    with tempfile.TemporaryDirectory(prefix="screenshots-") as logs:
+        compare_screenshot(args.tracking_uri, args.experiment, runs, args.out / "compare.png", Path(logs))
+        dashboard_screenshot(args.storage, args.study, args.out / "dashboard.png", Path(logs))
+    for name in ("compare.png", "dashboard.png"):
+        print(f"{args.out / name}: {(args.out / name).stat().st_size // 1024} KB")
+
+
+if __name__ == "__main__":
+    main()

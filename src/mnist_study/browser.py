@@ -1,0 +1,274 @@
+"""Look at the study as a person does: `mlflow ui` and optuna-dashboard on loopback, driven by headless Chromium.
+
+Shared by the browser test (tests/test_ui_browser.py) and the README screenshots (scripts/screenshots.py). Uses
+Debian's Chromium through Playwright's Python client; nothing here downloads a browser. Playwright is a development
+dependency, so it is imported only where a page is opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+CHROMIUM = "/usr/bin/chromium"
+# The machine's network is closed: without the background-networking flags Chromium keeps trying to reach its
+# update, sync and field-trial services and floods the log with refused connections.
+CHROMIUM_ARGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+BIN = Path(sys.executable).parent
+# The servers run on a closed machine: MLflow's usage telemetry could only fail, so it is switched off.
+QUIET_SERVERS = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+# Rendering waits are generous: on a busy 2-core machine the first paint of MLflow's React bundle takes seconds.
+WAIT_MS = 60_000
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve(command: Sequence[str], port: int, log_path: Path, timeout: float = 120) -> Iterator[str]:
+    """Start a web server (its own process group), wait until it answers on `port`, yield its base URL, stop it.
+
+    Raises RuntimeError with the server's log when it exits early or does not answer within `timeout` seconds.
+    """
+    url = f"http://127.0.0.1:{port}"
+    with open(log_path, "wb") as log:
+        # A session of its own, so that stopping it also stops the worker processes it forks (uvicorn, gunicorn).
+        process = subprocess.Popen(
+            list(command),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **QUIET_SERVERS},
+        )
+        try:
+            _wait_until_up(process, url, log_path, timeout)
+            yield url
+        finally:
+            _stop(process)
+
+
+def _wait_until_up(process: subprocess.Popen[bytes], url: str, log_path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: server exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return
+        except urllib.error.HTTPError:
+            return  # It answers, if not with 200 at "/": the server is up.
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url}: no answer after {timeout:.0f}s:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.5)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's process group, then SIGKILL it if it lingers."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=15)
+
+
+def mlflow_ui_command(tracking_uri: str, port: int) -> list[str]:
+    """`mlflow ui` on loopback over `tracking_uri`, with one worker (it serves one browser)."""
+    return [
+        *(str(BIN / "mlflow"), "ui", "--backend-store-uri", tracking_uri),
+        *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
+    ]
+
+
+def dashboard_command(storage: str, port: int) -> list[str]:
+    """optuna-dashboard on loopback over the study's storage."""
+    return [str(BIN / "optuna-dashboard"), storage, "--host", "127.0.0.1", "--port", str(port), "--quiet"]
+
+
+@contextlib.contextmanager
+def chromium_page(width: int = 1440, height: int = 900) -> Iterator[Page]:
+    """A page in a fresh headless Chromium profile (Debian's Chromium; Playwright downloads nothing)."""
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile, sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            profile,
+            executable_path=CHROMIUM,
+            headless=True,
+            args=list(CHROMIUM_ARGS),
+            viewport={"width": width, "height": height},
+        )
+        try:
+            page = context.pages[0] if context.pages else context.new_page()
+            page.set_default_timeout(WAIT_MS)
+            yield page
+        finally:
+            context.close()
+
+
+def experiment_url(base: str, experiment_id: str) -> str:
+    """The experiment's runs table (MLflow's UI routes live after the `#`)."""
+    return f"{base}/#/experiments/{experiment_id}/runs"
+
+
+def compare_url(base: str, run_ids: Sequence[str], experiment_ids: Sequence[str]) -> str:
+    """MLflow's compare view, built the way its frontend builds it (getCompareRunPageRoute)."""
+    runs = json.dumps(list(run_ids), separators=(",", ":"))
+    experiments = json.dumps(list(experiment_ids), separators=(",", ":"))
+    return f"{base}/#/compare-runs?runs={runs}&experiments={experiments}"
+
+
+def artifact_url(base: str, experiment_id: str, run_id: str, path: str) -> str:
+    """A run's page with one artifact selected in its artifact browser."""
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}/artifacts/{path}"
+
+
+def wait_for_text(page: Page, pattern: str | re.Pattern[str], timeout_ms: int = WAIT_MS) -> None:
+    """Wait until the rendered page shows `pattern` (a string or regex) somewhere visible."""
+    page.get_by_text(pattern).first.wait_for(state="visible", timeout=timeout_ms)
+
+
+def format_metric(value: float) -> str:
+    """A metric as MLflow's UI prints it (its frontend's `Utils.formatMetric`), so a test can look for it."""
+    if value == 0:
+        return "0"
+    magnitude = abs(value)
+    if magnitude < 0.001:
+        mantissa, exponent = f"{value:.3e}".split("e")
+        return f"{mantissa}e{int(exponent):+d}"
+    # JavaScript's Math.round rounds halves up; Python's round() would round them to even.
+    for limit, scale in ((10, 1000), (100, 100)):
+        if magnitude < limit:
+            return _js_number(math.floor(value * scale + 0.5) / scale)
+    return _js_number(math.floor(value * 10 + 0.5) / 10)
+
+
+def _js_number(value: float) -> str:
+    """JavaScript's Number.toString for the values format_metric makes: 2.0 prints as 2."""
+    return str(int(value)) if value == int(value) else repr(value)
+
+
+def close_assistant(page: Page) -> None:
+    """Close MLflow's assistant side panel if it is open: it covers a third of every screenshot."""
+    close = page.get_by_role("button", name="Close")
+    if close.count():
+        close.first.click()
+
+
+def show_experiment(page: Page, base: str, experiment_id: str, parents: Sequence[str]) -> list[str]:
+    """Open the experiment's runs table, expand the named parent runs, return the run names shown in order."""
+    page.goto(experiment_url(base, experiment_id))
+    for parent in parents:
+        wait_for_text(page, parent)
+        row = page.locator('[role="row"]', has_text=parent).first
+        # The expander is the button in the run-name cell; child runs stay hidden until it is pressed.
+        row.locator('[col-id="attributes.`Run Name`"] button').first.click()
+    names = page.locator('[col-id="attributes.`Run Name`"] a')
+    # Children render a moment after the click: wait until the table has grown past the top-level rows.
+    page.wait_for_function(
+        "n => document.querySelectorAll('[col-id=\"attributes.`Run Name`\"] a').length > n", arg=len(parents)
+    )
+    return [name.inner_text().strip() for name in names.all()]
+
+
+def show_comparison(
+    page: Page, base: str, run_ids: Sequence[str], experiment_id: str, run_names: Sequence[str]
+) -> None:
+    """Open MLflow's compare view of `run_ids` and wait until every run's name has rendered."""
+    page.goto(compare_url(base, run_ids, [experiment_id]))
+    for name in run_names:
+        wait_for_text(page, re.compile(rf"^{re.escape(name)}$"))
+    page.get_by_text("val_accuracy", exact=True).first.wait_for()
+
+
+def metric_row(page: Page, metric: str) -> list[str]:
+    """The values printed on `metric`'s line of the compare view's metrics table, one per run, left to right.
+
+    The table is a virtualised grid: the names and the values are separate grids whose rows line up on screen
+    because each cell is placed at the same `top`; a value belongs to a name when it sits at the name's `top`.
+    """
+    label = page.locator('a[title="Plot chart"]', has_text=re.compile(rf"^{re.escape(metric)}$")).first
+    label.wait_for()
+    return page.evaluate(
+        """(name) => {
+            const label = [...document.querySelectorAll('a[title="Plot chart"]')]
+                .find((a) => a.textContent.trim() === name);
+            const cell = label.parentElement;
+            const grids = [...document.querySelectorAll('.ReactVirtualized__Grid__innerScrollContainer')];
+            const names = cell.parentElement;
+            return grids
+                .filter((grid) => grid !== names)
+                .flatMap((grid) => [...grid.children])
+                .filter((other) => other.style.top === cell.style.top)
+                .sort((a, b) => parseFloat(a.style.left) - parseFloat(b.style.left))
+                .map((other) => other.innerText.trim());
+        }""",
+        metric,
+    )
+
+
+def show_artifact(page: Page, base: str, experiment_id: str, run_id: str, path: str) -> tuple[int, int]:
+    """Open a run's image artifact in its artifact browser; return the rendered image's natural size."""
+    page.goto(artifact_url(base, experiment_id, run_id, path))
+    wait_for_text(page, path)
+    # The preview is fetched and shown as a blob: URL; wait until the browser has decoded it.
+    image = page.locator("img[src^='blob:']").first
+    image.wait_for(state="visible")
+    page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=image.element_handle())
+    width, height = image.evaluate("i => [i.naturalWidth, i.naturalHeight]")
+    return int(width), int(height)
+
+
+def show_dashboard_trials(page: Page, base: str, study_name: str) -> list[str]:
+    """Open optuna-dashboard's study list, follow the study's link to its trial list, return the trials shown."""
+    page.goto(f"{base}/dashboard/")
+    links = page.locator("a[href*='/dashboard/studies/']")
+    links.first.wait_for()
+    # Each link reads "<id>. <name>" over "Direction: ..."; match the whole name, so `smoke:x` is not `smoke`.
+    title = re.compile(rf"^\d+\. {re.escape(study_name)}$")
+    matching = [link for link in links.all() if title.match(link.inner_text().splitlines()[0].strip())]
+    if not matching:
+        raise LookupError(f"optuna-dashboard lists no study named {study_name!r}")
+    matching[0].click()
+    # The side bar's "Trials (List)" entry is an icon at this width; its route is the study's page + /trials.
+    page.wait_for_url(re.compile(r".*/dashboard/studies/\d+$"))
+    page.goto(f"{page.url}/trials")
+    page.get_by_text(re.compile(r"^\d+ Trials?$")).first.wait_for()
+    return sorted(
+        {text.strip() for text in page.get_by_text(re.compile(r"^Trial \d+$")).all_inner_texts()},
+        key=lambda text: int(text.split()[1]),
+    )
