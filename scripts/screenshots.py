@@ -75,8 +75,30 @@ def compare_screenshot(tracking_uri: str, experiment: str, runs: list[Run], path
         # The parallel-coordinates plot is empty for two runs; fold it away and keep only differing parameters.
         page.get_by_text("Visualizations", exact=True).first.click()
         page.get_by_text("Show diff only").first.click()
-        # The metrics table scrolls inside a fixed height; bring its last rows (the validation metrics) into view.
-        page.locator('a[title="Plot chart"]', has_text="val_loss").first.scroll_into_view_if_needed()
+        # The metrics table scrolls inside a fixed height, which would hide the validation metrics at its end. Its
+        # grids already hold every row, so the boxes around them are made as tall as their rows (layout only, no
+        # content changes); then check that each name sits level with its own values on screen, so the picture
+        # cannot show a number beside the wrong metric.
+        page.evaluate(
+            """() => {
+                for (const grid of document.querySelectorAll('.ReactVirtualized__Grid')) {
+                    const rows = grid.querySelector('.ReactVirtualized__Grid__innerScrollContainer');
+                    const height = rows.scrollHeight + 'px';
+                    let box = grid;
+                    while (box && !box.className.toString().includes('collapse-content-box')) {
+                        box.style.height = height;
+                        box.style.maxHeight = 'none';
+                        box = box.parentElement;
+                    }
+                }
+            }"""
+        )
+        page.wait_for_timeout(1000)
+        for metric in ("val_accuracy", "test_accuracy"):
+            shown = browser.metric_row_on_screen(page, metric)
+            expected = [browser.format_metric(run.data.metrics[metric]) for run in runs]
+            if shown != expected:
+                raise RuntimeError(f"{metric}: the screen shows {shown}, the runs have {expected}")
         top = page.get_by_text("Run details", exact=True).first.bounding_box()
         bottom = page.get_by_text("Artifacts", exact=True).first.bounding_box()
         if top is None or bottom is None:

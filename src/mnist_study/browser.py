@@ -241,6 +241,30 @@ def metric_row(page: Page, metric: str) -> list[str]:
     )
 
 
+def metric_row_on_screen(page: Page, metric: str) -> list[str]:
+    """The values a person sees beside `metric` in the compare view: cells right of its name, level with it.
+
+    Unlike `metric_row` this reads the screen, so it also catches the name and value grids scrolled out of step.
+    """
+    return page.evaluate(
+        """(name) => {
+            const label = [...document.querySelectorAll('a[title="Plot chart"]')]
+                .find((a) => a.textContent.trim() === name);
+            if (!label) return [];
+            const box = label.getBoundingClientRect();
+            const middle = (box.top + box.bottom) / 2;
+            return [...document.querySelectorAll('.ReactVirtualized__Grid__innerScrollContainer > div')]
+                .filter((cell) => {
+                    const r = cell.getBoundingClientRect();
+                    return r.left >= box.right && r.top <= middle && r.bottom >= middle;
+                })
+                .sort((a, b) => a.getBoundingClientRect().left - b.getBoundingClientRect().left)
+                .map((cell) => cell.innerText.trim());
+        }""",
+        metric,
+    )
+
+
 def show_artifact(page: Page, base: str, experiment_id: str, run_id: str, path: str) -> tuple[int, int]:
     """Open a run's image artifact in its artifact browser; return the rendered image's natural size."""
     page.goto(artifact_url(base, experiment_id, run_id, path))
