@@ -7,6 +7,7 @@ tracking server, and `python src/run.py smoke ...` worker processes; one of them
 
 from __future__ import annotations
 
+import datetime as dt
 import glob
 import os
 import shutil
@@ -28,6 +29,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
+import mnist_study.studies as studies
 import mnist_study.study_tracking as study_tracking
 from conftest import PROJECT_ROOT, RUN_PY
 from mnist_study.studies import FAIL_REASON, PARENT_RUN_ATTR, PID, RETRY_OF, UNCOUNTED, is_counted, open_storage
@@ -95,6 +97,17 @@ def services() -> Iterator[Services]:
     finally:
         subprocess.run([str(SERVICES_SCRIPT), "stop"], env=env, capture_output=True, timeout=120)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def started() -> Iterator[list[subprocess.Popen[str]]]:
+    """The workers a test starts; any still running when it ends (say, on a failed assertion) are killed."""
+    processes: list[subprocess.Popen[str]] = []
+    yield processes
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
 
 def start_worker(services: Services, folder: Path, study: str, n_trials: int, index: int) -> subprocess.Popen[str]:
@@ -169,9 +182,12 @@ def assert_study_complete(services: Services, study: str, n_trials: int) -> tupl
     return trials, children
 
 
-def test_three_workers_finish_one_study_on_postgresql(services: Services, tmp_path: Path) -> None:
+def test_three_workers_finish_one_study_on_postgresql(
+    services: Services, tmp_path: Path, started: list[subprocess.Popen[str]]
+) -> None:
     n_trials = 6
     workers = [start_worker(services, tmp_path, "trio", n_trials, index) for index in range(3)]
+    started.extend(workers)
     results = [finish(worker) for worker in workers]
     for code, stdout, stderr in results:
         assert code == 0, f"stdout:\n{stdout}\nstderr:\n{stderr}"
@@ -208,7 +224,7 @@ def wait_for_running_trial(storage: str, study: str, worker: subprocess.Popen[st
 
 
 def test_a_killed_worker_s_trial_ends_fail_and_the_others_complete_the_study(
-    services: Services, tmp_path: Path
+    services: Services, tmp_path: Path, started: list[subprocess.Popen[str]]
 ) -> None:
     """SIGKILL one of three workers while it trains; the survivors finish the study.
 
@@ -219,6 +235,7 @@ def test_a_killed_worker_s_trial_ends_fail_and_the_others_complete_the_study(
     """
     n_trials = 6
     workers = [start_worker(services, tmp_path, "kill", n_trials, index) for index in range(3)]
+    started.extend(workers)
     victim, survivors = workers[0], workers[1:]
     killed = wait_for_running_trial(services.storage, "kill", victim)
     victim.send_signal(signal.SIGKILL)
@@ -273,3 +290,29 @@ def test_workers_racing_on_a_study_without_parent_agree_on_one_parent_run(
     parents, _ = study_runs(services.tracking, "orphaned")
     assert [parent.info.run_id for parent in parents] == run_ids[:1]
     assert optuna.load_study(study_name="orphaned", storage=storage).user_attrs[PARENT_RUN_ATTR] == run_ids[0]
+
+
+def test_a_worker_that_loses_the_race_to_recover_an_orphan_carries_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two survivors find the same dead worker's trial; the one that comes second must skip it, not crash.
+
+    The other survivor's FAIL is slipped in between this worker's listing of RUNNING trials and its first write,
+    the window in which the three-worker test above once crashed a survivor (UpdateFinishedTrialError).
+    """
+    storage = open_storage(f"sqlite:///{tmp_path}/optuna.db")
+    study = optuna.create_study(study_name="orphan", storage=storage)
+    trial = study.ask()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    trial.set_user_attr(studies.HOST, studies.this_host())
+    trial.set_user_attr(PID, gone.pid)
+    real_trial_id = studies.trial_id
+
+    def other_worker_wins(storage_: optuna.storages.BaseStorage, name: str, number: int) -> int:
+        optuna.load_study(study_name=name, storage=storage_).tell(number, state=TrialState.FAIL)
+        return real_trial_id(storage_, name, number)
+
+    monkeypatch.setattr(studies, "trial_id", other_worker_wins)
+    assert studies.recover_orphans(study, storage, grace=dt.timedelta(hours=1)) == []
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL]

@@ -140,9 +140,10 @@ def recover_orphans(study: optuna.Study, storage: BaseStorage, grace: dt.timedel
         if reason is None:
             continue
         identifier = trial_id(storage, study.study_name, trial.number)
-        storage.set_trial_user_attr(identifier, FAIL_REASON, reason)
-        storage.set_trial_user_attr(identifier, UNCOUNTED, reason)
         try:
+            # Another worker may finish the trial between any two of these calls; each then raises, and it wins.
+            storage.set_trial_user_attr(identifier, FAIL_REASON, reason)
+            storage.set_trial_user_attr(identifier, UNCOUNTED, reason)
             study.tell(trial.number, state=TrialState.FAIL)
         except (ValueError, RuntimeError):
             continue  # Another worker recovered it first.
