@@ -72,9 +72,10 @@ services: install postgresql
 services-stop:
 	scripts/services.sh stop
 
-# The MLflow UI over the project's default store (what a plain `mlflow ui` at the repository root shows).
+# The MLflow UI over the project's default store (what a plain `mlflow ui` at the repository root shows), without
+# MLflow 3's job-execution consumers (GenAI scorers, unused here; each is a full mlflow import).
 ui: install
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(UI_PORT)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(UI_PORT)
 
 # optuna-dashboard over the sweep's storage; STORAGE=... points it at another (a PostgreSQL URL, say).
 dashboard: install
