@@ -30,7 +30,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from mnist_study.studies import HOST, PARENT_RUN_ATTR, PID, count_verdicts, open_storage, this_host
-from mnist_study.tracking import environment_tags, get_or_create_experiment, redact
+from mnist_study.tracking import environment_tags, get_or_create_experiment, mlflow_client, redact
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class ParentRun:
     @classmethod
     def open(cls, study: optuna.Study, created: bool, tracking: Mapping[str, Any], storage_url: str) -> ParentRun:
         """Find the study's parent run, or create it if this worker wins the claim (see the module docstring)."""
-        client = open_client(tracking["uri"])
+        client = mlflow_client(tracking["uri"])
         run_id = None if created else _wait_for_parent_id(study)
         if run_id is not None and _exists(client, run_id):
             # A resumed study's parent was closed by the last sweep process; it runs again while trials run.
@@ -178,18 +178,6 @@ def accuracy_vs_width(trials: list[optuna.trial.FrozenTrial], objective: str) ->
     axes.set_title(f"{objective} vs width, by optimizer (COMPLETE trials)")
     axes.legend(title="optimizer")
     return figure
-
-
-def open_client(uri: str, attempts: int = 5) -> MlflowClient:
-    """An MLflow client; several workers starting on a brand-new SQLite store race to create its tables, and the
-    losers of that race succeed once the winner is done."""
-    for attempt in range(1, attempts):
-        try:
-            return MlflowClient(tracking_uri=uri)
-        except Exception as error:
-            log.info("tracking store %s not ready (%s); retrying", redact(uri), type(error).__name__)
-            time.sleep(attempt)
-    return MlflowClient(tracking_uri=uri)
 
 
 def _wait_for_parent_id(study: optuna.Study) -> str | None:

@@ -11,6 +11,7 @@ import mnist_study.quiet_tensorflow  # noqa: F401
 
 # isort: split
 import contextlib
+import fcntl
 import functools
 import importlib.metadata
 import platform
@@ -88,6 +89,25 @@ def environment_tags() -> dict[str, str]:
     for name, digest in data_hashes().items():
         tags[f"data.sha256.{name}"] = digest
     return tags
+
+
+def mlflow_client(uri: str) -> MlflowClient:
+    """An MLflow client for `uri`, safe when several processes open a brand-new SQLite store at once.
+
+    MLflow creates and migrates a SQLite store's tables the first time a client opens it; two processes doing that
+    together can leave a half-migrated schema behind (`table _alembic_tmp_experiments already exists`) that no
+    retry repairs. An exclusive lock on a file beside the database makes that step one process at a time.
+    """
+    if not uri.startswith("sqlite:///"):
+        return MlflowClient(tracking_uri=uri)
+    database = Path(uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{database}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return MlflowClient(tracking_uri=uri)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def get_or_create_experiment(client: MlflowClient, name: str, artifact_location: str) -> str:
@@ -185,7 +205,7 @@ class TrackedRun:
 @contextlib.contextmanager
 def tracked_run(cfg: DictConfig, run_name: str, tags: Mapping[str, str] | None = None) -> Iterator[TrackedRun]:
     """Open an MLflow run for this job and close it FINISHED, FAILED or KILLED, whatever happens inside."""
-    client = MlflowClient(tracking_uri=cfg.tracking.uri)
+    client = mlflow_client(cfg.tracking.uri)
     experiment_id = get_or_create_experiment(client, cfg.tracking.experiment, cfg.tracking.artifact_location)
     all_tags = {**environment_tags(), "mlflow.source.name": "src/run.py", **(tags or {})}
     if cfg.tracking.parent_run_id:
