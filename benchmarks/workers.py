@@ -19,7 +19,6 @@ import argparse
 import datetime as dt
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import optuna  # noqa: E402
 
+from mnist_study.browser import free_port  # noqa: E402
 from mnist_study.studies import is_counted, open_storage  # noqa: E402
 
 SERVICES_SCRIPT = ROOT / "scripts" / "services.sh"
@@ -55,12 +55,6 @@ class Row:
     trial_s: float
     startup_s: float
     counted: int
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def start_services(folder: Path) -> tuple[dict[str, str], str, str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import run_cli, store_overrides
+from mnist_study.browser import free_port
 
 
 def only_run(folder: Path) -> tuple[MlflowClient, object]:
@@ -78,12 +78,6 @@ def test_baseline_reaches_the_tutorials_accuracy(baseline_folder: Path) -> None:
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         assert len(client.get_metric_history(run.info.run_id, key)) == 5
     assert run.data.metrics["test_accuracy"] >= 0.975
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.mark.slow

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
 from conftest import PROJECT_ROOT, RUN_PY, run_cli, store_overrides
+from mnist_study.browser import free_port
 
 STUDY = "faults"
 SMALL = [
@@ -162,12 +162,6 @@ def test_ctrl_c_then_kill_9_mid_trial_then_the_same_command_finishes_the_study(t
 
 
 SERVICES = PROJECT_ROOT / "scripts" / "services.sh"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

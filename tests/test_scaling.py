@@ -12,7 +12,6 @@ import glob
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 import mnist_study.studies as studies
 import mnist_study.study_tracking as study_tracking
 from conftest import PROJECT_ROOT, RUN_PY
+from mnist_study.browser import free_port
 from mnist_study.studies import FAIL_REASON, PARENT_RUN_ATTR, PID, RETRY_OF, UNCOUNTED, is_counted, open_storage
 
 pytestmark = pytest.mark.slow
@@ -49,13 +49,6 @@ class Services:
 
     storage: str
     tracking: str
-
-
-def free_port() -> int:
-    """A port nobody listens on right now (the kernel picks it; the small race with other programs is accepted)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def services_log(folder: Path) -> str:
