@@ -31,6 +31,7 @@ from omegaconf import DictConfig  # noqa: E402
 import mnist_study.data as data_module  # noqa: E402
 import mnist_study.paths  # noqa: E402, F401  (registers ${project_root:})
 import mnist_study.train as train_module  # noqa: E402
+from mnist_study.epoch_loop import EpochLoop  # noqa: E402
 
 
 def compose_configs(variants: dict[str, Sequence[str]]) -> dict[str, DictConfig]:
@@ -57,9 +58,10 @@ def clear_data_caches() -> None:
 
 
 class FitClock:
-    """Accumulates wall time spent inside `keras.Model.fit` and `keras.Model.evaluate`, however they are called.
+    """Accumulates wall time spent fitting and scoring, however it is called: `fit` and `evaluate` of both
+    `keras.Model` (`train.loop=keras`) and the project's `EpochLoop` (`train.loop=graph`).
 
-    Keras's `fit` calls `evaluate` for the validation data; only the outermost call is timed, so nothing is
+    Both `fit`s call their `evaluate` for the validation data; only the outermost call is timed, so nothing is
     counted twice. Patching the class (rather than asking the job for its timings) also counts pruned trials,
     whose jobs never report their own fit time.
     """
@@ -70,11 +72,11 @@ class FitClock:
         self._depth = 0
 
     def _wrap(self, method: Callable[..., Any]) -> Callable[..., Any]:
-        def timed(model: keras.Model, *args: Any, **kwargs: Any) -> Any:
+        def timed(owner: Any, *args: Any, **kwargs: Any) -> Any:
             self._depth += 1
             started = time.perf_counter()
             try:
-                return method(model, *args, **kwargs)
+                return method(owner, *args, **kwargs)
             finally:
                 self._depth -= 1
                 if self._depth == 0:
@@ -86,18 +88,22 @@ class FitClock:
     @contextlib.contextmanager
     def installed(self) -> Iterator[FitClock]:
         """Patch `fit` and `evaluate` for the duration of the block, then restore them."""
-        originals = {name: keras.Model.__dict__.get(name) for name in ("fit", "evaluate")}
-        resolved = {name: getattr(keras.Model, name) for name in originals}
+        originals = {
+            (owner, name): owner.__dict__.get(name)
+            for owner in (keras.Model, EpochLoop)
+            for name in ("fit", "evaluate")
+        }
+        resolved = {key: getattr(*key) for key in originals}
         try:
-            for name, method in resolved.items():
-                setattr(keras.Model, name, self._wrap(method))
+            for (owner, name), method in resolved.items():
+                setattr(owner, name, self._wrap(method))
             yield self
         finally:
-            for name, original in originals.items():
+            for (owner, name), original in originals.items():
                 if original is None:
-                    delattr(keras.Model, name)
+                    delattr(owner, name)
                 else:
-                    setattr(keras.Model, name, original)
+                    setattr(owner, name, original)
 
 
 class Stopwatches:

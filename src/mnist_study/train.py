@@ -23,13 +23,10 @@ from omegaconf import DictConfig, OmegaConf
 from tensorflow.python.framework import config as tf_config
 
 from mnist_study.data import Split, make_split
+from mnist_study.epoch_loop import EpochLoop, NonFiniteLossError
 from mnist_study.model import build_model, build_optimizer, compile_model
 
 log = logging.getLogger(__name__)
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; the run cannot recover and is a failure."""
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
@@ -115,6 +112,10 @@ def split_tensors(split: Split) -> dict[str, tf.Tensor | None]:
     return cached[1]
 
 
+# Configs logged before `train.loop` existed were trained by Keras's `fit`; rerunning one must take the same path.
+LOOP_BEFORE_THE_KEY_EXISTED = "keras"
+
+
 def train(cfg: DictConfig, callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, Any]:
     """Train the configured network and score it on the test set.
 
@@ -122,10 +123,12 @@ def train(cfg: DictConfig, callbacks: Sequence[keras.callbacks.Callback] = ()) -
     `test_accuracy`, the number of epochs run and timings in seconds.
     """
     started = time.perf_counter()
-    if cfg.train.jit_compile is True and cfg.train.deterministic:
+    loop = cfg.train.get("loop", LOOP_BEFORE_THE_KEY_EXISTED)
+    if loop == "keras" and cfg.train.jit_compile is True and cfg.train.deterministic:
         # Keras quietly drops XLA when op determinism is on; a run must not claim a setting it did not use.
         raise ValueError(
-            "train.jit_compile=true needs train.deterministic=false: Keras disables XLA under op determinism"
+            "train.jit_compile=true with train.loop=keras needs train.deterministic=false: "
+            "Keras disables XLA under op determinism"
         )
     split = make_split(
         val_size=cfg.data.val_size,
@@ -138,9 +141,63 @@ def train(cfg: DictConfig, callbacks: Sequence[keras.callbacks.Callback] = ()) -
     data = split_tensors(split)
     model = build_model(cfg.model.units, cfg.model.activation, cfg.model.dropout)
     optimizer = build_optimizer(OmegaConf.to_container(cfg.optimizer, resolve=True))
-    compile_model(model, optimizer, cfg.train.steps_per_execution, cfg.train.jit_compile)
     validation = (data["x_val"], data["y_val"]) if data["x_val"] is not None else None
+    fit_and_evaluate = fit_in_epochs if loop == "graph" else fit_with_keras
     prepared = time.perf_counter()
+    history, (test_loss, test_accuracy), fitted = fit_and_evaluate(
+        cfg, model, optimizer, data, validation, callbacks
+    )
+    finished = time.perf_counter()
+    return {
+        "history": history,
+        "epochs_run": len(history["loss"]),
+        "test_loss": float(test_loss),
+        "test_accuracy": float(test_accuracy),
+        "prepare_seconds": prepared - started,
+        "fit_seconds": fitted - prepared,
+        "evaluate_seconds": finished - fitted,
+    }
+
+
+# What a training path returns: the per-epoch history, (test loss, test accuracy), and when fitting ended.
+Fitted = tuple[dict[str, list[float]], tuple[float, float], float]
+
+
+def fit_in_epochs(
+    cfg: DictConfig,
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    data: dict[str, tf.Tensor | None],
+    validation: tuple[tf.Tensor, tf.Tensor] | None,
+    callbacks: Sequence[keras.callbacks.Callback],
+) -> Fitted:
+    """`train.loop=graph`: one TensorFlow call per epoch (see `epoch_loop`)."""
+    loop = EpochLoop(model, optimizer, jit_compile=cfg.train.jit_compile is True)
+    history = loop.fit(
+        data["x_fit"],
+        data["y_fit"],
+        epochs=cfg.train.epochs,
+        batch_size=cfg.train.batch_size,
+        seed=cfg.seed,
+        validation=validation,
+        validation_batch_size=cfg.train.eval_batch_size,
+        callbacks=callbacks,
+        verbose=cfg.train.verbose,
+    )
+    fitted = time.perf_counter()
+    return history, loop.evaluate(data["x_test"], data["y_test"], cfg.train.eval_batch_size), fitted
+
+
+def fit_with_keras(
+    cfg: DictConfig,
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    data: dict[str, tf.Tensor | None],
+    validation: tuple[tf.Tensor, tf.Tensor] | None,
+    callbacks: Sequence[keras.callbacks.Callback],
+) -> Fitted:
+    """`train.loop=keras`: Keras's own `fit` and `evaluate`, `train.steps_per_execution` batches per call."""
+    compile_model(model, optimizer, cfg.train.steps_per_execution, cfg.train.jit_compile)
     history = model.fit(
         data["x_fit"],
         data["y_fit"],
@@ -152,16 +209,6 @@ def train(cfg: DictConfig, callbacks: Sequence[keras.callbacks.Callback] = ()) -
         verbose=cfg.train.verbose,
     )
     fitted = time.perf_counter()
-    test_loss, test_accuracy = model.evaluate(
-        data["x_test"], data["y_test"], batch_size=cfg.train.eval_batch_size, verbose=0
-    )
-    finished = time.perf_counter()
-    return {
-        "history": {key: [float(value) for value in values] for key, values in history.history.items()},
-        "epochs_run": len(history.history["loss"]),
-        "test_loss": float(test_loss),
-        "test_accuracy": float(test_accuracy),
-        "prepare_seconds": prepared - started,
-        "fit_seconds": fitted - prepared,
-        "evaluate_seconds": finished - fitted,
-    }
+    scores = model.evaluate(data["x_test"], data["y_test"], batch_size=cfg.train.eval_batch_size, verbose=0)
+    as_floats = {key: [float(value) for value in values] for key, values in history.history.items()}
+    return as_floats, (scores[0], scores[1]), fitted

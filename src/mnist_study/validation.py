@@ -69,6 +69,8 @@ def check_train(cfg: DictConfig) -> None:
     require(isinstance(deterministic, bool), "train.deterministic", deterministic, "true or false")
     jit = cfg.train.jit_compile
     require(isinstance(jit, bool) or jit == "auto", "train.jit_compile", jit, "true, false or auto")
+    loop = cfg.train.get("loop", "keras")
+    require(loop in ("graph", "keras"), "train.loop", loop, "graph or keras")
     require(cfg.train.verbose in (0, 1, 2, "auto"), "train.verbose", cfg.train.verbose, "0, 1, 2 or auto")
 
 

@@ -1,0 +1,182 @@
+"""Keras training one whole epoch per TensorFlow call, for small networks where `fit`'s bookkeeping dominates.
+
+Keras's `fit` runs every batch as a nested function call behind a tf.data iterator, an Optional and a `tf.cond`.
+For the tutorial's network on a 2-core CPU that machinery costs about as much as the arithmetic itself. This loop
+keeps Keras's model, loss, optimizer and callbacks (it is keras-io's "training loop from scratch"), but runs every
+batch of an epoch inside one `tf.while_loop` over tensors already in memory, and scores a data set the same way.
+
+Numerics: the same model, loss and optimizer update as `fit`; the order of the training images differs (each epoch
+is shuffled by a stateless shuffle seeded with `(seed, epoch)`, so the order is the same on every run), and so do
+the last bits of the summed metrics.
+"""
+
+from __future__ import annotations
+
+# First, so that TensorFlow's start-up noise is silenced before anything imports keras.
+import mnist_study.quiet_tensorflow  # noqa: F401
+
+# isort: split
+import logging
+import math
+from collections.abc import Callable, Sequence
+
+import keras
+import tensorflow as tf
+
+
+class _NewModelNewTrace(logging.Filter):
+    """Drop TensorFlow's "frequent retracing" warning: each trial builds a new model, so it traces anew."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+tf.get_logger().addFilter(_NewModelNewTrace())
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the run cannot recover and is a failure."""
+
+
+# A step's contribution to an epoch's totals: (sum of per-image losses, correctly classified images, batch loss).
+StepTotals = tuple[tf.Tensor, tf.Tensor, tf.Tensor]
+
+
+def batch_order(size: int, batch_size: int, order: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Cut an order of `size` indices into `[steps, batch_size]` batches, and a 0/1 weight for every slot.
+
+    The last batch is padded with weight-0 slots, so every step has the same shape (one trace, XLA-friendly) while
+    the padding adds nothing to a loss, a gradient or a count.
+    """
+    steps = math.ceil(size / batch_size)
+    padding = steps * batch_size - size
+    indices = tf.concat([order, tf.zeros([padding], order.dtype)], axis=0)
+    weights = tf.concat([tf.ones([size]), tf.zeros([padding])], axis=0)
+    return tf.reshape(indices, (steps, batch_size)), tf.reshape(weights, (steps, batch_size))
+
+
+def over_batches(
+    step: Callable[[tf.Tensor, tf.Tensor, tf.Tensor], StepTotals],
+    images: tf.Tensor,
+    labels: tf.Tensor,
+    batches: tf.Tensor,
+    weights: tf.Tensor,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Run `step` on every batch in one `tf.while_loop`: returns (batches run, loss sum, correct, last loss).
+
+    The loop stops after the first batch whose loss is not finite, so a diverging run is caught where it happens.
+    """
+
+    def keep_going(index: tf.Tensor, loss_sum: tf.Tensor, correct: tf.Tensor, loss: tf.Tensor) -> tf.Tensor:
+        return tf.logical_and(index < tf.shape(batches)[0], tf.math.is_finite(loss))
+
+    def body(index: tf.Tensor, loss_sum: tf.Tensor, correct: tf.Tensor, loss: tf.Tensor) -> tuple:
+        batch = batches[index]
+        step_loss_sum, step_correct, loss = step(
+            tf.gather(images, batch), tf.gather(labels, batch), weights[index]
+        )
+        return index + 1, loss_sum + step_loss_sum, correct + step_correct, loss
+
+    zero = tf.constant(0.0)
+    return tf.while_loop(keep_going, body, (tf.constant(0), zero, zero, zero))
+
+
+def weighted_totals(labels: tf.Tensor, probabilities: tf.Tensor, weights: tf.Tensor) -> StepTotals:
+    """A batch's summed loss, its correct count (Keras's `accuracy`, not averaged) and its mean loss."""
+    losses = keras.losses.sparse_categorical_crossentropy(labels, probabilities) * weights
+    predicted = tf.argmax(probabilities, axis=-1, output_type=labels.dtype)
+    correct = tf.reduce_sum(tf.cast(tf.equal(predicted, labels), tf.float32) * weights)
+    loss_sum = tf.reduce_sum(losses)
+    return loss_sum, correct, loss_sum / tf.reduce_sum(weights)
+
+
+class EpochLoop:
+    """Train and score one Keras model with one TensorFlow call per epoch (or per scored data set)."""
+
+    def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, jit_compile: bool) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        # Build the optimizer's slots now: variables cannot be created inside the traced epoch.
+        optimizer.build(model.trainable_variables)
+        # reduce_retracing: the validation and test sets differ in size only, so one general trace serves both.
+        self._train = tf.function(self._train_batches, jit_compile=jit_compile, reduce_retracing=True)
+        self._score = tf.function(self._score_batches, jit_compile=jit_compile, reduce_retracing=True)
+
+    def _train_step(self, images: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor) -> StepTotals:
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            probabilities = self.model(images, training=True)
+            totals = weighted_totals(labels, probabilities, weights)
+        # The batch's mean loss, as in `fit`: padding slots weigh nothing.
+        self.optimizer.apply(tape.gradient(totals[2], variables), variables)
+        return totals
+
+    def _score_step(self, images: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor) -> StepTotals:
+        return weighted_totals(labels, self.model(images, training=False), weights)
+
+    def _train_batches(
+        self, images: tf.Tensor, labels: tf.Tensor, batches: tf.Tensor, weights: tf.Tensor
+    ) -> tuple:
+        return over_batches(self._train_step, images, labels, batches, weights)
+
+    def _score_batches(
+        self, images: tf.Tensor, labels: tf.Tensor, batches: tf.Tensor, weights: tf.Tensor
+    ) -> tuple:
+        return over_batches(self._score_step, images, labels, batches, weights)
+
+    def train_epoch(
+        self, images: tf.Tensor, labels: tf.Tensor, batch_size: int, seed: int, epoch: int
+    ) -> dict[str, float]:
+        """One epoch over the images in an order fixed by `(seed, epoch)`; returns its `loss` and `accuracy`."""
+        size = int(images.shape[0])
+        order = tf.random.experimental.stateless_shuffle(tf.range(size), seed=[seed, epoch])
+        batches, loss_sum, correct, loss = self._train(images, labels, *batch_order(size, batch_size, order))
+        if not math.isfinite(float(loss)):
+            raise NonFiniteLossError(f"loss became {float(loss)} in epoch {epoch + 1} (batch {int(batches)})")
+        return {"loss": float(loss_sum) / size, "accuracy": float(correct) / size}
+
+    def evaluate(self, images: tf.Tensor, labels: tf.Tensor, batch_size: int) -> tuple[float, float]:
+        """Mean loss and accuracy over a whole data set, `batch_size` images at a time."""
+        size = int(images.shape[0])
+        _, loss_sum, correct, _ = self._score(images, labels, *batch_order(size, batch_size, tf.range(size)))
+        return float(loss_sum) / size, float(correct) / size
+
+    def fit(
+        self,
+        images: tf.Tensor,
+        labels: tf.Tensor,
+        *,
+        epochs: int,
+        batch_size: int,
+        seed: int,
+        validation: tuple[tf.Tensor, tf.Tensor] | None = None,
+        validation_batch_size: int = 1024,
+        callbacks: Sequence[keras.callbacks.Callback] = (),
+        verbose: int = 0,
+    ) -> dict[str, list[float]]:
+        """Keras's `fit` contract, epoch by epoch: callbacks see the same logs, and may stop or raise."""
+        steps = math.ceil(int(images.shape[0]) / batch_size)
+        callback_list = keras.callbacks.CallbackList(
+            list(callbacks),
+            add_progbar=verbose != 0,
+            model=self.model,
+            verbose=verbose,
+            epochs=epochs,
+            steps=steps,
+        )
+        history: dict[str, list[float]] = {}
+        self.model.stop_training = False
+        callback_list.on_train_begin()
+        for epoch in range(epochs):
+            callback_list.on_epoch_begin(epoch)
+            logs = self.train_epoch(images, labels, batch_size, seed, epoch)
+            if validation is not None:
+                val_loss, val_accuracy = self.evaluate(*validation, validation_batch_size)
+                logs.update(val_loss=val_loss, val_accuracy=val_accuracy)
+            for key, value in logs.items():
+                history.setdefault(key, []).append(value)
+            callback_list.on_epoch_end(epoch, logs)
+            if self.model.stop_training:
+                break
+        callback_list.on_train_end(logs={key: values[-1] for key, values in history.items()})
+        return history
