@@ -21,6 +21,7 @@ from typing import Any
 
 import optuna
 from hydra.core.utils import JobReturn, JobStatus
+from hydra.errors import HydraException
 from hydra.plugins.launcher import Launcher
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
@@ -191,12 +192,12 @@ class _Loop:
         self._mark(trial)
         overrides = self._job_overrides(trial)
         try:
-            self.sweeper.validate_batch_is_legal([overrides])
-        except Exception as error:
+            # The launcher composes the job's config once; the space's values were all composed and validated
+            # before the first trial, so a separate validating compose per trial would only repeat that work.
+            (result,) = self.sweeper.launcher.launch([overrides], initial_job_idx=trial.number)
+        except HydraException as error:
             self._discard(trial, f"invalid overrides: {error}")
             raise ValueError(f"trial {trial.number}: the overrides do not compose: {error}") from error
-        try:
-            (result,) = self.sweeper.launcher.launch([overrides], initial_job_idx=trial.number)
         except KeyboardInterrupt:
             self._discard(trial, "interrupted (SIGINT)", requeue=True)
             raise
