@@ -60,7 +60,7 @@ def test_learning_curves_refuse_a_run_without_epochs() -> None:
         learning_curves({}, "empty")
 
 
-def test_epoch_recorder_keeps_every_epoch_and_the_model() -> None:
+def test_epoch_recorder_keeps_every_epoch() -> None:
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     x = np.random.default_rng(0).random((32, 4)).astype(np.float32)
@@ -69,7 +69,6 @@ def test_epoch_recorder_keeps_every_epoch_and_the_model() -> None:
     model.fit(x, y, validation_data=(x, y), epochs=3, verbose=0, callbacks=[recorder])
     assert sorted(recorder.history) == ["accuracy", "loss", "val_accuracy", "val_loss"]
     assert len(recorder.history["val_accuracy"]) == 3
-    assert recorder.model is model
 
 
 def test_log_figure_stores_the_png_and_survives_a_failing_plot(

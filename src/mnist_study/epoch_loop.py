@@ -21,6 +21,7 @@ import math
 from collections.abc import Callable, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 
@@ -38,7 +39,7 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite; the run cannot recover and is a failure."""
 
 
-# A step's contribution to an epoch's totals: (sum of per-image losses, correctly classified images, batch loss).
+# A step's contribution to an epoch's totals: (sum of per-image losses, confusion matrix, batch mean loss).
 StepTotals = tuple[tf.Tensor, tf.Tensor, tf.Tensor]
 
 
@@ -61,33 +62,40 @@ def over_batches(
     labels: tf.Tensor,
     batches: tf.Tensor,
     weights: tf.Tensor,
+    classes: int,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Run `step` on every batch in one `tf.while_loop`: returns (batches run, loss sum, correct, last loss).
+    """Run `step` on every batch in one `tf.while_loop`: returns (batches run, loss sum, confusion, last loss).
 
     The loop stops after the first batch whose loss is not finite, so a diverging run is caught where it happens.
     """
 
-    def keep_going(index: tf.Tensor, loss_sum: tf.Tensor, correct: tf.Tensor, loss: tf.Tensor) -> tf.Tensor:
+    def keep_going(index: tf.Tensor, loss_sum: tf.Tensor, confusion: tf.Tensor, loss: tf.Tensor) -> tf.Tensor:
         return tf.logical_and(index < tf.shape(batches)[0], tf.math.is_finite(loss))
 
-    def body(index: tf.Tensor, loss_sum: tf.Tensor, correct: tf.Tensor, loss: tf.Tensor) -> tuple:
+    def body(index: tf.Tensor, loss_sum: tf.Tensor, confusion: tf.Tensor, loss: tf.Tensor) -> tuple:
         batch = batches[index]
-        step_loss_sum, step_correct, loss = step(
+        step_loss_sum, step_confusion, loss = step(
             tf.gather(images, batch), tf.gather(labels, batch), weights[index]
         )
-        return index + 1, loss_sum + step_loss_sum, correct + step_correct, loss
+        return index + 1, loss_sum + step_loss_sum, confusion + step_confusion, loss
 
     zero = tf.constant(0.0)
-    return tf.while_loop(keep_going, body, (tf.constant(0), zero, zero, zero))
+    no_counts = tf.zeros((classes, classes))
+    return tf.while_loop(keep_going, body, (tf.constant(0), zero, no_counts, zero))
 
 
 def weighted_totals(labels: tf.Tensor, probabilities: tf.Tensor, weights: tf.Tensor) -> StepTotals:
-    """A batch's summed loss, its correct count (Keras's `accuracy`, not averaged) and its mean loss."""
+    """A batch's summed loss, its confusion matrix (rows: true class) and its mean loss.
+
+    The matrix's trace is the correct count (Keras's `accuracy`, not averaged). It is a product of one-hot matrices
+    rather than a scatter, so it is exact, deterministic and compiles under XLA.
+    """
+    classes = probabilities.shape[-1]
     losses = keras.losses.sparse_categorical_crossentropy(labels, probabilities) * weights
-    predicted = tf.argmax(probabilities, axis=-1, output_type=labels.dtype)
-    correct = tf.reduce_sum(tf.cast(tf.equal(predicted, labels), tf.float32) * weights)
+    truth = tf.one_hot(labels, classes) * weights[:, tf.newaxis]
+    predicted = tf.one_hot(tf.argmax(probabilities, axis=-1), classes)
     loss_sum = tf.reduce_sum(losses)
-    return loss_sum, correct, loss_sum / tf.reduce_sum(weights)
+    return loss_sum, tf.matmul(truth, predicted, transpose_a=True), loss_sum / tf.reduce_sum(weights)
 
 
 class EpochLoop:
@@ -96,6 +104,7 @@ class EpochLoop:
     def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, jit_compile: bool) -> None:
         self.model = model
         self.optimizer = optimizer
+        self.classes = int(model.output_shape[-1])
         # Build the optimizer's slots now: variables cannot be created inside the traced epoch.
         optimizer.build(model.trainable_variables)
         # reduce_retracing: the validation and test sets differ in size only, so one general trace serves both.
@@ -117,12 +126,12 @@ class EpochLoop:
     def _train_batches(
         self, images: tf.Tensor, labels: tf.Tensor, batches: tf.Tensor, weights: tf.Tensor
     ) -> tuple:
-        return over_batches(self._train_step, images, labels, batches, weights)
+        return over_batches(self._train_step, images, labels, batches, weights, self.classes)
 
     def _score_batches(
         self, images: tf.Tensor, labels: tf.Tensor, batches: tf.Tensor, weights: tf.Tensor
     ) -> tuple:
-        return over_batches(self._score_step, images, labels, batches, weights)
+        return over_batches(self._score_step, images, labels, batches, weights, self.classes)
 
     def train_epoch(
         self, images: tf.Tensor, labels: tf.Tensor, batch_size: int, seed: int, epoch: int
@@ -130,16 +139,17 @@ class EpochLoop:
         """One epoch over the images in an order fixed by `(seed, epoch)`; returns its `loss` and `accuracy`."""
         size = int(images.shape[0])
         order = tf.random.experimental.stateless_shuffle(tf.range(size), seed=[seed, epoch])
-        batches, loss_sum, correct, loss = self._train(images, labels, *batch_order(size, batch_size, order))
+        batches, loss_sum, confusion, loss = self._train(images, labels, *batch_order(size, batch_size, order))
         if not math.isfinite(float(loss)):
             raise NonFiniteLossError(f"loss became {float(loss)} in epoch {epoch + 1} (batch {int(batches)})")
-        return {"loss": float(loss_sum) / size, "accuracy": float(correct) / size}
+        return {"loss": float(loss_sum) / size, "accuracy": float(tf.linalg.trace(confusion)) / size}
 
-    def evaluate(self, images: tf.Tensor, labels: tf.Tensor, batch_size: int) -> tuple[float, float]:
-        """Mean loss and accuracy over a whole data set, `batch_size` images at a time."""
+    def evaluate(self, images: tf.Tensor, labels: tf.Tensor, batch_size: int) -> tuple[float, float, np.ndarray]:
+        """Mean loss, accuracy and the confusion matrix (counts; rows: true class) over a whole data set."""
         size = int(images.shape[0])
-        _, loss_sum, correct, _ = self._score(images, labels, *batch_order(size, batch_size, tf.range(size)))
-        return float(loss_sum) / size, float(correct) / size
+        _, loss_sum, confusion, _ = self._score(images, labels, *batch_order(size, batch_size, tf.range(size)))
+        counts = np.rint(confusion.numpy()).astype(np.int64)
+        return float(loss_sum) / size, float(np.trace(counts)) / size, counts
 
     def fit(
         self,
@@ -171,7 +181,7 @@ class EpochLoop:
             callback_list.on_epoch_begin(epoch)
             logs = self.train_epoch(images, labels, batch_size, seed, epoch)
             if validation is not None:
-                val_loss, val_accuracy = self.evaluate(*validation, validation_batch_size)
+                val_loss, val_accuracy, _ = self.evaluate(*validation, validation_batch_size)
                 logs.update(val_loss=val_loss, val_accuracy=val_accuracy)
             for key, value in logs.items():
                 history.setdefault(key, []).append(value)

@@ -7,20 +7,17 @@ import time
 from collections.abc import Sequence
 
 import keras
+import numpy as np
 import optuna
-from matplotlib.figure import Figure
 from omegaconf import DictConfig
 
-from mnist_study.data import make_split
 from mnist_study.plots import (
     CONFUSION_ARTIFACT,
     CURVES_ARTIFACT,
     EpochRecorder,
     confusion_figure,
-    confusion_matrix,
     learning_curves,
     log_figure,
-    predicted_labels,
 )
 from mnist_study.tracking import TrackedRun, tracked_run
 from mnist_study.train import train
@@ -118,8 +115,10 @@ def outcome(history: dict[str, list[float]], test_accuracy: float | None, pruned
     return f"Finished {epochs} epochs{val_text}{test_text}."
 
 
-def log_plots(cfg: DictConfig, tracked: TrackedRun, recorder: EpochRecorder, name: str, complete: bool) -> None:
-    """Learning curves for every run; for a run that completed, the confusion matrix on the test set too.
+def log_plots(
+    cfg: DictConfig, tracked: TrackedRun, recorder: EpochRecorder, name: str, confusion: np.ndarray | None = None
+) -> None:
+    """Learning curves for every run; for a run that completed, its confusion matrix on the test set too.
 
     Best effort (see `plots.log_figure`); the time spent is logged as `plot_seconds` so its cost stays visible.
     """
@@ -127,20 +126,14 @@ def log_plots(cfg: DictConfig, tracked: TrackedRun, recorder: EpochRecorder, nam
     seconds = log_figure(
         tracked.client, tracked.run_id, lambda: learning_curves(recorder.history, title), CURVES_ARTIFACT
     )
-    if complete and recorder.model is not None:
-
-        def draw_confusion() -> Figure:
-            # The same arguments as train()'s call, so the memoised split is reused rather than rebuilt.
-            split = make_split(
-                val_size=cfg.data.val_size,
-                train_subset=cfg.data.train_subset,
-                fit_on=cfg.data.fit_on,
-                cache=cfg.data.cache,
-            )
-            predicted = predicted_labels(recorder.model, split.x_test, cfg.train.eval_batch_size)
-            return confusion_figure(confusion_matrix(split.y_test, predicted), f"{name}: test set")
-
-        seconds += log_figure(tracked.client, tracked.run_id, draw_confusion, CONFUSION_ARTIFACT)
+    if confusion is not None:
+        # Counted by train() while it scored the test set, so drawing needs no second pass over the images.
+        seconds += log_figure(
+            tracked.client,
+            tracked.run_id,
+            lambda: confusion_figure(confusion, f"{name}: test set"),
+            CONFUSION_ARTIFACT,
+        )
     try:
         tracked.log_metrics({"plot_seconds": seconds})
     except Exception as error:
@@ -181,10 +174,10 @@ def run(cfg: DictConfig, overrides: Sequence[str] = ()) -> float | None:
                     "mlflow.note.content": f"{note}\n\n{outcome(recorder.history, None, True)}",
                 }
             )
-            log_plots(cfg, tracked, recorder, name, complete=False)
+            log_plots(cfg, tracked, recorder, name)
         except Exception:
             # A failed run's curves show where it went wrong (a diverging loss); the error itself is re-raised.
-            log_plots(cfg, tracked, recorder, name, complete=False)
+            log_plots(cfg, tracked, recorder, name)
             raise
         else:
             tracked.log_metrics(
@@ -198,7 +191,7 @@ def run(cfg: DictConfig, overrides: Sequence[str] = ()) -> float | None:
             )
             ending = outcome(result["history"], result["test_accuracy"], pruned=False)
             tracked.set_tags({"mlflow.note.content": f"{note}\n\n{ending}"})
-            log_plots(cfg, tracked, recorder, name, complete=True)
+            log_plots(cfg, tracked, recorder, name, result["test_confusion"])
     if pruned is not None:
         raise pruned
     history = result["history"]

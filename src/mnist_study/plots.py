@@ -1,7 +1,7 @@
 """Per-run figures a person opens in the MLflow UI: learning curves and a confusion matrix on the test set.
 
-The figures are built from what a run already has (its per-epoch logs, its trained model), so `train.py` stays
-untouched: a Keras callback records each epoch and keeps a handle on the model, and the job draws after `train`
+The figures are built from what a run already has (its per-epoch logs, the test set's confusion counts that `train`
+returns), so `train.py` draws nothing: a Keras callback records each epoch, and the job draws after `train`
 returns (or is pruned). Drawing never decides a run's fate: a failure to plot is logged, and the run goes on.
 """
 
@@ -30,7 +30,7 @@ DPI = 90
 
 
 class EpochRecorder(keras.callbacks.Callback):
-    """Record every epoch's logs (so a pruned run still has its curves) and keep the trained model at hand."""
+    """Record every epoch's logs, so that a pruned run, whose `train` never returns, still has its curves."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -120,11 +120,6 @@ def confusion_figure(matrix: np.ndarray, title: str) -> plt.Figure:
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="errors")
     figure.tight_layout()
     return figure
-
-
-def predicted_labels(model: keras.Model, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """The most probable digit for each image."""
-    return np.argmax(model.predict(images, batch_size=batch_size, verbose=0), axis=1)
 
 
 def log_figure(client: MlflowClient, run_id: str, draw: Callable[[], plt.Figure], artifact: str) -> float:

@@ -120,7 +120,8 @@ def train(cfg: DictConfig, callbacks: Sequence[keras.callbacks.Callback] = ()) -
     """Train the configured network and score it on the test set.
 
     Returns the per-epoch `history` (`loss`, `accuracy`, `val_loss`, `val_accuracy`), `test_loss`,
-    `test_accuracy`, the number of epochs run and timings in seconds.
+    `test_accuracy`, `test_confusion` (counts of true digit x predicted digit), the number of epochs run and
+    timings in seconds.
     """
     started = time.perf_counter()
     loop = cfg.train.get("loop", LOOP_BEFORE_THE_KEY_EXISTED)
@@ -144,7 +145,7 @@ def train(cfg: DictConfig, callbacks: Sequence[keras.callbacks.Callback] = ()) -
     validation = (data["x_val"], data["y_val"]) if data["x_val"] is not None else None
     fit_and_evaluate = fit_in_epochs if loop == "graph" else fit_with_keras
     prepared = time.perf_counter()
-    history, (test_loss, test_accuracy), fitted = fit_and_evaluate(
+    history, (test_loss, test_accuracy, test_confusion), fitted = fit_and_evaluate(
         cfg, model, optimizer, data, validation, callbacks
     )
     finished = time.perf_counter()
@@ -153,14 +154,16 @@ def train(cfg: DictConfig, callbacks: Sequence[keras.callbacks.Callback] = ()) -
         "epochs_run": len(history["loss"]),
         "test_loss": float(test_loss),
         "test_accuracy": float(test_accuracy),
+        "test_confusion": test_confusion,
         "prepare_seconds": prepared - started,
         "fit_seconds": fitted - prepared,
         "evaluate_seconds": finished - fitted,
     }
 
 
-# What a training path returns: the per-epoch history, (test loss, test accuracy), and when fitting ended.
-Fitted = tuple[dict[str, list[float]], tuple[float, float], float]
+# What a training path returns: the per-epoch history, (test loss, test accuracy, test confusion matrix), and when
+# fitting ended.
+Fitted = tuple[dict[str, list[float]], tuple[float, float, np.ndarray], float]
 
 
 def fit_in_epochs(
@@ -210,5 +213,9 @@ def fit_with_keras(
     )
     fitted = time.perf_counter()
     scores = model.evaluate(data["x_test"], data["y_test"], batch_size=cfg.train.eval_batch_size, verbose=0)
+    from mnist_study.plots import confusion_matrix  # Matplotlib loads only on this path.
+
+    predicted = model.predict(data["x_test"], batch_size=cfg.train.eval_batch_size, verbose=0).argmax(axis=1)
+    confusion = confusion_matrix(np.asarray(data["y_test"]), predicted, classes=int(model.output_shape[-1]))
     as_floats = {key: [float(value) for value in values] for key, values in history.history.items()}
-    return as_floats, (scores[0], scores[1]), fitted
+    return as_floats, (scores[0], scores[1], confusion), fitted

@@ -1,0 +1,126 @@
+"""The whole-epoch training loop (`train.loop=graph`): the numbers it reports, padding, callbacks, determinism."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+from mnist_study.epoch_loop import EpochLoop, batch_order
+from mnist_study.model import build_model
+from mnist_study.train import train
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def small_config(*overrides: str) -> DictConfig:
+    """The baseline config on 2000 training images (15 full batches of 128 and a remainder of 80), one epoch."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(
+            config_name="config",
+            overrides=["data.train_subset=2000", "train.epochs=1", "train.verbose=0", *overrides],
+        )
+
+
+def random_images(count: int, seed: int = 0) -> tuple[tf.Tensor, tf.Tensor]:
+    rng = np.random.default_rng(seed)
+    images = rng.random((count, 784)).astype(np.float32)
+    labels = rng.integers(0, 10, count).astype(np.int64)
+    return tf.constant(images), tf.constant(labels)
+
+
+def test_batch_order_pads_the_last_batch_with_weightless_slots() -> None:
+    batches, weights = batch_order(5, 2, tf.constant([4, 3, 2, 1, 0]))
+    assert batches.numpy().tolist() == [[4, 3], [2, 1], [0, 0]]
+    assert weights.numpy().tolist() == [[1, 1], [1, 1], [1, 0]]
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 64, 1000])
+def test_evaluate_matches_a_plain_forward_pass_whatever_the_batch_size(batch_size: int) -> None:
+    model = build_model(16)
+    images, labels = random_images(101)
+    loop = EpochLoop(model, keras.optimizers.RMSprop(), jit_compile=False)
+    loss, accuracy, confusion = loop.evaluate(images, labels, batch_size)
+    probabilities = model(images).numpy()
+    expected_loss = float(np.mean(keras.losses.sparse_categorical_crossentropy(labels, probabilities)))
+    expected_accuracy = float(np.mean(probabilities.argmax(axis=1) == labels.numpy()))
+    assert loss == pytest.approx(expected_loss, rel=1e-5)
+    assert accuracy == expected_accuracy
+    # Padding slots are not counted: the matrix holds exactly the 101 images, each in its true row.
+    assert confusion.sum() == 101
+    assert confusion.sum(axis=1).tolist() == np.bincount(labels.numpy(), minlength=10).tolist()
+
+
+def test_the_graph_loop_learns_and_counts_the_test_set() -> None:
+    result = train(small_config("train.epochs=2"))
+    assert result["epochs_run"] == 2
+    assert result["history"]["val_accuracy"][-1] > 0.8
+    confusion = result["test_confusion"]
+    assert confusion.sum() == 10_000
+    assert np.trace(confusion) / 10_000 == pytest.approx(result["test_accuracy"])
+
+
+def test_the_keras_loop_reports_the_same_kind_of_result() -> None:
+    result = train(small_config("train.loop=keras"))
+    assert set(result["history"]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert np.trace(result["test_confusion"]) / 10_000 == pytest.approx(result["test_accuracy"], abs=1e-6)
+
+
+def test_a_config_logged_before_train_loop_existed_trains_with_keras_fit() -> None:
+    old = small_config()
+    with open_dict(old):
+        del old.train["loop"]
+    assert train(old)["history"] == train(small_config("train.loop=keras"))["history"]
+
+
+@pytest.mark.parametrize("jit", ["false", "true"])
+def test_same_seed_same_numbers_with_and_without_xla(jit: str) -> None:
+    first = train(small_config("seed=5", f"train.jit_compile={jit}"))
+    second = train(small_config("seed=5", f"train.jit_compile={jit}"))
+    assert first["history"] == second["history"]
+    assert first["test_loss"] == second["test_loss"]
+
+
+def test_each_epoch_sees_the_images_in_a_new_order() -> None:
+    model = build_model(8)
+    images, labels = random_images(256)
+    loop = EpochLoop(model, keras.optimizers.SGD(learning_rate=0.0), jit_compile=False)
+    # With a zero learning rate the weights never move, so only the order could change an epoch's loss sum, and
+    # a sum in another order differs in its last bits at most: the mean loss is the same.
+    first = loop.train_epoch(images, labels, batch_size=32, seed=1, epoch=0)
+    second = loop.train_epoch(images, labels, batch_size=32, seed=1, epoch=1)
+    assert first["loss"] == pytest.approx(second["loss"], rel=1e-6)
+    orders = [tf.random.experimental.stateless_shuffle(tf.range(256), seed=[1, epoch]) for epoch in (0, 1)]
+    assert orders[0].numpy().tolist() != orders[1].numpy().tolist()
+
+
+def test_callbacks_see_keras_logs_and_can_stop_training() -> None:
+    class StopAfterTwo(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[dict] = []
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            self.seen.append(dict(logs or {}))
+            if epoch == 1:
+                self.model.stop_training = True
+
+    stopper = StopAfterTwo()
+    result = train(small_config("train.epochs=5"), callbacks=[stopper])
+    assert result["epochs_run"] == 2
+    assert [sorted(logs) for logs in stopper.seen] == [["accuracy", "loss", "val_accuracy", "val_loss"]] * 2
+    assert all(math.isfinite(value) for logs in stopper.seen for value in logs.values())
+
+
+def test_progress_lines_look_like_keras(capsys: pytest.CaptureFixture[str]) -> None:
+    train(small_config("train.epochs=2", "train.verbose=2"))
+    out = capsys.readouterr().out
+    assert "Epoch 1/2" in out and "Epoch 2/2" in out
+    # 2000 images at batch 128: 16 steps, the last one short.
+    assert "16/16" in out and "val_accuracy:" in out
