@@ -43,6 +43,8 @@ SINGLE_RUNS = [
     ("tracking-server-down", [f"tracking.uri=http://127.0.0.1:{CLOSED}"], "tracking.uri=http://127.0.0.1"),
     ("tracking-uncreatable", ["tracking.uri=sqlite:////proc/no/such/mlflow.db"], "tracking.uri=sqlite:////proc"),
     ("unknown-key", ["model.unit=5"], "model.unit"),
+    ("unknown-loop", ["train.loop=eager"], "train.loop='eager'"),
+    ("plots-not-a-bool", ["tracking.plots=sometimes"], "tracking.plots='sometimes'"),
     ("unknown-experiment", ["baseline_typo"], "'baseline_typo' is neither"),
 ]
 SWEEPS = [

@@ -42,12 +42,16 @@ def test_small_run_logs_params_epoch_metrics_and_a_summary_line(cli, tmp_path: P
 
 
 def test_seed_replica_fits_on_the_test_set(cli, tmp_path: Path) -> None:
-    cli("seed_replica", "train.epochs=1")
-    _, run = only_run(tmp_path)
+    cli("seed_replica", "train.epochs=1", "tracking.plots=false")
+    client, run = only_run(tmp_path)
     assert run.info.status == "FINISHED"
     assert run.info.run_name == "seed_replica"
     assert run.data.params["data.fit_on"] == "test"
     assert run.data.tags["protocol"].startswith("tutorial")
+    # tracking.plots=false: the run has its config but no figures (the other CLI tests check that they exist).
+    artifacts = {item.path for item in client.list_artifacts(run.info.run_id)}
+    assert "config.yaml" in artifacts and "plots" not in artifacts
+    assert "plot_seconds" not in run.data.metrics
 
 
 def test_unknown_bare_word_is_one_clear_line(cli) -> None:

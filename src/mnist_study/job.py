@@ -121,7 +121,10 @@ def log_plots(
     """Learning curves for every run; for a run that completed, its confusion matrix on the test set too.
 
     Best effort (see `plots.log_figure`); the time spent is logged as `plot_seconds` so its cost stays visible.
+    `tracking.plots=false` skips them.
     """
+    if not cfg.tracking.get("plots", True):
+        return
     title = f"{name}: {short_description(cfg)}"
     seconds = log_figure(
         tracked.client, tracked.run_id, lambda: learning_curves(recorder.history, title), CURVES_ARTIFACT

@@ -106,6 +106,8 @@ def check_tracking(cfg: DictConfig) -> None:
     named = isinstance(experiment, str) and experiment != ""
     require(named, "tracking.experiment", experiment, "a non-empty name")
     require(isinstance(uri, str) and "://" in uri, "tracking.uri", uri, "a URI such as sqlite:///abs/mlflow.db")
+    plots = cfg.tracking.get("plots", True)
+    require(isinstance(plots, bool), "tracking.plots", plots, "true or false")
     scheme = uri.split("://", 1)[0]
     if scheme == "sqlite":
         check_writable_parent(uri.removeprefix("sqlite:///"), "tracking.uri", uri)
