@@ -174,8 +174,10 @@ def fit_in_epochs(
     validation: tuple[tf.Tensor, tf.Tensor] | None,
     callbacks: Sequence[keras.callbacks.Callback],
 ) -> Fitted:
-    """`train.loop=graph`: one TensorFlow call per epoch (see `epoch_loop`)."""
-    loop = EpochLoop(model, optimizer, jit_compile=cfg.train.jit_compile is True)
+    """`train.loop=graph`: one TensorFlow call per epoch (see `epoch_loop`), compiled by XLA unless
+    `train.jit_compile=false`."""
+    # "auto" means XLA here: the epoch loop compiles whole under it, and a run stays exactly repeatable.
+    loop = EpochLoop(model, optimizer, jit_compile=cfg.train.jit_compile in (True, "auto"))
     history = loop.fit(
         data["x_fit"],
         data["y_fit"],
