@@ -14,7 +14,7 @@ from omegaconf import DictConfig, open_dict
 
 from mnist_study.epoch_loop import EpochLoop, batch_order
 from mnist_study.model import build_model
-from mnist_study.train import train
+from mnist_study.train import train, use_xla
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -124,3 +124,10 @@ def test_progress_lines_look_like_keras(capsys: pytest.CaptureFixture[str]) -> N
     assert "Epoch 1/2" in out and "Epoch 2/2" in out
     # 2000 images at batch 128: 16 steps, the last one short.
     assert "16/16" in out and "val_accuracy:" in out
+
+
+def test_auto_uses_xla_except_for_dropout_models() -> None:
+    assert use_xla(small_config())
+    assert not use_xla(small_config("model.dropout=0.2"))
+    assert not use_xla(small_config("train.jit_compile=false"))
+    assert use_xla(small_config("model.dropout=0.2", "train.jit_compile=true"))

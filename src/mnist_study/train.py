@@ -166,6 +166,18 @@ def train(cfg: DictConfig, callbacks: Sequence[keras.callbacks.Callback] = ()) -
 Fitted = tuple[dict[str, list[float]], tuple[float, float, np.ndarray], float]
 
 
+def use_xla(cfg: DictConfig) -> bool:
+    """Whether the epoch loop is compiled by XLA: `train.jit_compile`, where `auto` means "where it helps".
+
+    XLA fuses the tutorial network's small element-wise ops and fits it about 15 % faster, but its random numbers
+    on CPU make a Dropout layer about 7 times slower (benchmarks/README.md), so `auto` leaves dropout models to
+    TensorFlow's own kernels. Either way, the same seed gives the same numbers.
+    """
+    if cfg.train.jit_compile == "auto":
+        return not cfg.model.dropout
+    return bool(cfg.train.jit_compile)
+
+
 def fit_in_epochs(
     cfg: DictConfig,
     model: keras.Model,
@@ -174,10 +186,8 @@ def fit_in_epochs(
     validation: tuple[tf.Tensor, tf.Tensor] | None,
     callbacks: Sequence[keras.callbacks.Callback],
 ) -> Fitted:
-    """`train.loop=graph`: one TensorFlow call per epoch (see `epoch_loop`), compiled by XLA unless
-    `train.jit_compile=false`."""
-    # "auto" means XLA here: the epoch loop compiles whole under it, and a run stays exactly repeatable.
-    loop = EpochLoop(model, optimizer, jit_compile=cfg.train.jit_compile in (True, "auto"))
+    """`train.loop=graph`: one TensorFlow call per epoch (see `epoch_loop`), compiled by XLA if `use_xla`."""
+    loop = EpochLoop(model, optimizer, jit_compile=use_xla(cfg))
     history = loop.fit(
         data["x_fit"],
         data["y_fit"],
