@@ -41,6 +41,24 @@ def test_batch_order_pads_the_last_batch_with_weightless_slots() -> None:
     assert weights.numpy().tolist() == [[1, 1], [1, 1], [1, 0]]
 
 
+def test_training_order_fills_the_last_batch_from_the_start_of_the_epoch() -> None:
+    batches, weights = batch_order(5, 2, tf.constant([4, 3, 2, 1, 0]), wrap=True)
+    assert batches.numpy().tolist() == [[4, 3], [2, 1], [0, 4]]
+    assert weights.numpy().min() == 1
+    # Fewer images than one batch: the order repeats until the batch is full.
+    batches, _ = batch_order(3, 8, tf.constant([2, 0, 1]), wrap=True)
+    assert batches.numpy().tolist() == [[2, 0, 1, 2, 0, 1, 2, 0]]
+    batches, _ = batch_order(4, 2, tf.constant([1, 0, 3, 2]), wrap=True)
+    assert batches.numpy().tolist() == [[1, 0], [3, 2]]
+
+
+def test_the_tutorial_protocol_is_not_undone_by_a_tiny_last_batch() -> None:
+    # 10 000 test images at batch 128 leave 16 for a last batch. Trained on a batch of 16, RMSprop's last step
+    # took this run from 98.2 % to 94.1 % on the images it trained on; a full last batch keeps it near 98 %.
+    result = train(small_config("+experiment=seed_replica", "data.train_subset=null", "train.epochs=5", "seed=2"))
+    assert result["test_accuracy"] > 0.975
+
+
 @pytest.mark.parametrize("batch_size", [1, 7, 64, 1000])
 def test_evaluate_matches_a_plain_forward_pass_whatever_the_batch_size(batch_size: int) -> None:
     model = build_model(16)

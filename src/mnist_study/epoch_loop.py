@@ -5,9 +5,9 @@ For the tutorial's network on a 2-core CPU that machinery costs about as much as
 keeps Keras's model, loss, optimizer and callbacks (it is keras-io's "training loop from scratch"), but runs every
 batch of an epoch inside one `tf.while_loop` over tensors already in memory, and scores a data set the same way.
 
-Numerics: the same model, loss and optimizer update as `fit`; the order of the training images differs (each epoch
-is shuffled by a stateless shuffle seeded with `(seed, epoch)`, so the order is the same on every run), and so do
-the last bits of the summed metrics.
+Numerics: the same model, loss and optimizer update as `fit`. The order of the training images differs (each epoch
+is shuffled by a stateless shuffle seeded with `(seed, epoch)`, so the order is the same on every run), and the
+last batch of an epoch is filled up to full size from the start of that epoch's order (see `batch_order`).
 """
 
 from __future__ import annotations
@@ -43,16 +43,24 @@ class NonFiniteLossError(FloatingPointError):
 StepTotals = tuple[tf.Tensor, tf.Tensor, tf.Tensor]
 
 
-def batch_order(size: int, batch_size: int, order: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Cut an order of `size` indices into `[steps, batch_size]` batches, and a 0/1 weight for every slot.
+def batch_order(size: int, batch_size: int, order: tf.Tensor, wrap: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+    """Cut an order of `size` indices into `[steps, batch_size]` batches, with a weight for every slot.
 
-    The last batch is padded with weight-0 slots, so every step has the same shape (one trace, XLA-friendly) while
-    the padding adds nothing to a loss, a gradient or a count.
+    Every step has the same shape (one trace, XLA-friendly). Scoring (`wrap=False`) pads the last batch with
+    weight-0 slots, which add nothing to a loss or a count. Training (`wrap=True`) fills it from the start of the
+    same order instead, so every update averages a full batch: a last update from a handful of images (16 when
+    the tutorial's 10 000 images meet batch 128) can undo an epoch of RMSprop, since RMSprop divides each step by
+    the running size of full-batch gradients (benchmarks/README.md).
     """
     steps = math.ceil(size / batch_size)
     padding = steps * batch_size - size
-    indices = tf.concat([order, tf.zeros([padding], order.dtype)], axis=0)
-    weights = tf.concat([tf.ones([size]), tf.zeros([padding])], axis=0)
+    if wrap:
+        filler = tf.tile(order, [math.ceil(padding / size)])[:padding] if padding else order[:0]
+        indices = tf.concat([order, filler], axis=0)
+        weights = tf.ones([steps * batch_size])
+    else:
+        indices = tf.concat([order, tf.zeros([padding], order.dtype)], axis=0)
+        weights = tf.concat([tf.ones([size]), tf.zeros([padding])], axis=0)
     return tf.reshape(indices, (steps, batch_size)), tf.reshape(weights, (steps, batch_size))
 
 
@@ -139,10 +147,13 @@ class EpochLoop:
         """One epoch over the images in an order fixed by `(seed, epoch)`; returns its `loss` and `accuracy`."""
         size = int(images.shape[0])
         order = tf.random.experimental.stateless_shuffle(tf.range(size), seed=[seed, epoch])
-        batches, loss_sum, confusion, loss = self._train(images, labels, *batch_order(size, batch_size, order))
+        batches, weights = batch_order(size, batch_size, order, wrap=True)
+        steps, loss_sum, confusion, loss = self._train(images, labels, batches, weights)
         if not math.isfinite(float(loss)):
-            raise NonFiniteLossError(f"loss became {float(loss)} in epoch {epoch + 1} (batch {int(batches)})")
-        return {"loss": float(loss_sum) / size, "accuracy": float(tf.linalg.trace(confusion)) / size}
+            raise NonFiniteLossError(f"loss became {float(loss)} in epoch {epoch + 1} (batch {int(steps)})")
+        # Means over the images the epoch trained on (a wrapped last batch counts a few of them twice).
+        seen = float(tf.reduce_sum(confusion))
+        return {"loss": float(loss_sum) / seen, "accuracy": float(tf.linalg.trace(confusion)) / seen}
 
     def evaluate(self, images: tf.Tensor, labels: tf.Tensor, batch_size: int) -> tuple[float, float, np.ndarray]:
         """Mean loss, accuracy and the confusion matrix (counts; rows: true class) over a whole data set."""
