@@ -9,9 +9,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RUN_PY = PROJECT_ROOT / "src" / "run.py"
+
+
+def small_config(*overrides: str) -> DictConfig:
+    """The baseline config on 2000 training images and one epoch (validation stays 5000 images), composed in
+    this process for tests that call `train()` directly."""
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        return compose(
+            config_name="config",
+            overrides=["data.train_subset=2000", "train.epochs=1", "train.verbose=0", *overrides],
+        )
 
 
 def store_overrides(folder: Path) -> list[str]:

@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, open_dict
+from omegaconf import open_dict
 
+from conftest import small_config
 from mnist_study.epoch_loop import EpochLoop, batch_order
 from mnist_study.model import build_model
 from mnist_study.train import train, use_xla
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
-
-
-def small_config(*overrides: str) -> DictConfig:
-    """The baseline config on 2000 training images (15 full batches of 128 and a remainder of 80), one epoch."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(
-            config_name="config",
-            overrides=["data.train_subset=2000", "train.epochs=1", "train.verbose=0", *overrides],
-        )
 
 
 def random_images(count: int, seed: int = 0) -> tuple[tf.Tensor, tf.Tensor]:

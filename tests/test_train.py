@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
 
+from conftest import small_config
 from mnist_study.train import NonFiniteLossError, train
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
-
-
-def small_config(*overrides: str) -> DictConfig:
-    """The baseline config on 2000 training images and one epoch (validation stays 5000 images)."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(
-            config_name="config",
-            overrides=["data.train_subset=2000", "train.epochs=1", "train.verbose=0", *overrides],
-        )
 
 
 def test_train_returns_history_test_metrics_and_timings() -> None:
