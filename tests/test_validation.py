@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from mnist_study.validation import ConfigError, validate
+from mnist_study.validation import ConfigError, check_space, validate
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -78,3 +79,36 @@ def test_validation_does_not_import_tensorflow_or_mlflow() -> None:
     probe = "import sys, mnist_study.validation; print('tensorflow' in sys.modules, 'mlflow' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["False", "False"]
+
+
+GROUPS = {"optimizer": ["adam", "adamw", "nadam", "rmsprop", "sgd"], "model": ["mlp"]}
+SPACE = {
+    "model.units": "tag(log, int(interval(32, 4096)))",
+    "optimizer": "choice(rmsprop, adam, sgd)",
+    "train.epochs": "int(interval(1, 30))",
+}
+
+
+def recording_compose(composed: list[DictConfig]) -> Callable[[list[str]], DictConfig]:
+    """A job compose (as the launcher's) that keeps every config it made."""
+
+    def compose_job(overrides: list[str]) -> DictConfig:
+        composed.append(config(*overrides))
+        return composed[-1]
+
+    return compose_job
+
+
+def test_space_composes_each_group_option_and_sets_plain_keys_on_a_copy() -> None:
+    composed: list[DictConfig] = []
+    check_space(SPACE, [], GROUPS, recording_compose(composed))
+    # Three optimizer options, plus one config on which both plain keys try both ends of their ranges.
+    assert len(composed) == 4
+    # The ends (32, 4096, 1, 30) were set on copies: the composed configs keep the baseline's values.
+    assert {(c.model.units, c.train.epochs) for c in composed} == {(512, 5)}
+
+
+def test_a_bad_end_of_a_plain_key_is_named_after_good_ones() -> None:
+    space = {"train.epochs": "int(interval(1, 30))", "model.units": "int(interval(0, 64))"}
+    with pytest.raises(ConfigError, match=r"model.units=int\(interval\(0, 64\)\): the value 0 gives model.units"):
+        check_space(space, [], GROUPS, recording_compose([]))
