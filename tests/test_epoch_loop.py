@@ -13,7 +13,7 @@ from omegaconf import open_dict
 from conftest import small_config
 from mnist_study.epoch_loop import EpochLoop, batch_order
 from mnist_study.model import build_model
-from mnist_study.train import train, use_xla
+from mnist_study.train import train, use_xla, use_xla_for_scoring
 
 
 def random_images(count: int, seed: int = 0) -> tuple[tf.Tensor, tf.Tensor]:
@@ -137,3 +137,24 @@ def test_auto_uses_xla_except_for_dropout_models() -> None:
     assert not use_xla(small_config("model.dropout=0.2"))
     assert not use_xla(small_config("train.jit_compile=false"))
     assert use_xla(small_config("model.dropout=0.2", "train.jit_compile=true"))
+
+
+def test_scoring_is_compiled_by_xla_only_when_asked_or_logged_before_the_key() -> None:
+    assert use_xla(small_config()) and not use_xla_for_scoring(small_config())
+    assert use_xla_for_scoring(small_config("train.jit_compile_scoring=true"))
+    # Never without XLA training: a dropout model under `auto` scores with TensorFlow's kernels too.
+    assert not use_xla_for_scoring(small_config("train.jit_compile_scoring=true", "model.dropout=0.2"))
+    old = small_config()
+    with open_dict(old):
+        del old.train["jit_compile_scoring"]
+    assert use_xla_for_scoring(old)
+
+
+def test_scoring_without_xla_counts_what_scoring_with_xla_counts() -> None:
+    with_xla = train(small_config("seed=3", "train.jit_compile_scoring=true"))
+    without = train(small_config("seed=3"))
+    # Training is the same XLA computation; only the scoring passes differ, and never in what they count.
+    assert with_xla["history"]["loss"] == without["history"]["loss"]
+    assert with_xla["history"]["val_accuracy"] == without["history"]["val_accuracy"]
+    np.testing.assert_array_equal(with_xla["test_confusion"], without["test_confusion"])
+    assert with_xla["test_loss"] == pytest.approx(without["test_loss"], rel=1e-5)

@@ -38,6 +38,8 @@ def test_baseline_config_is_valid() -> None:
         ("train.epochs=-1", "train.epochs"),
         ("train.batch_size=1.5", "train.batch_size"),
         ("train.verbose=3", "train.verbose"),
+        ("train.jit_compile=maybe", "train.jit_compile"),
+        ("train.jit_compile_scoring=auto", "train.jit_compile_scoring"),
         ("data.val_size=60000", "data.val_size"),
         ("data.train_subset=55001", "data.train_subset"),
         ("data.fit_on=both", "data.fit_on"),

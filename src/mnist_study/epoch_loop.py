@@ -109,7 +109,14 @@ def weighted_totals(labels: tf.Tensor, probabilities: tf.Tensor, weights: tf.Ten
 class EpochLoop:
     """Train and score one Keras model with one TensorFlow call per epoch (or per scored data set)."""
 
-    def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, jit_compile: bool) -> None:
+    def __init__(
+        self,
+        model: keras.Model,
+        optimizer: keras.optimizers.Optimizer,
+        jit_compile: bool,
+        jit_compile_scoring: bool | None = None,
+    ) -> None:
+        """`jit_compile`: XLA for training; scoring follows it unless `jit_compile_scoring` is given."""
         self.model = model
         self.optimizer = optimizer
         self.classes = int(model.output_shape[-1])
@@ -117,7 +124,8 @@ class EpochLoop:
         optimizer.build(model.trainable_variables)
         # reduce_retracing: the validation and test sets differ in size only, so one general trace serves both.
         self._train = tf.function(self._train_batches, jit_compile=jit_compile, reduce_retracing=True)
-        self._score = tf.function(self._score_batches, jit_compile=jit_compile, reduce_retracing=True)
+        scoring = jit_compile if jit_compile_scoring is None else jit_compile_scoring
+        self._score = tf.function(self._score_batches, jit_compile=scoring, reduce_retracing=True)
 
     def _train_step(self, images: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor) -> StepTotals:
         variables = self.model.trainable_variables

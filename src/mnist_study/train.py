@@ -114,6 +114,8 @@ def split_tensors(split: Split) -> dict[str, tf.Tensor | None]:
 
 # Configs logged before `train.loop` existed were trained by Keras's `fit`; rerunning one must take the same path.
 LOOP_BEFORE_THE_KEY_EXISTED = "keras"
+# Configs logged before `train.jit_compile_scoring` existed scored with XLA whenever they trained with it.
+SCORING_BEFORE_THE_KEY_EXISTED = True
 
 
 def train(cfg: DictConfig, callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, Any]:
@@ -178,6 +180,15 @@ def use_xla(cfg: DictConfig) -> bool:
     return bool(cfg.train.jit_compile)
 
 
+def use_xla_for_scoring(cfg: DictConfig) -> bool:
+    """Whether the epoch loop's scoring passes (validation, test) are compiled by XLA too.
+
+    Only where training is, and only if `train.jit_compile_scoring` asks: a forward pass gains nothing measurable
+    from XLA, while each data set size (validation, test) costs a compile in every trial (benchmarks/README.md).
+    """
+    return use_xla(cfg) and bool(cfg.train.get("jit_compile_scoring", SCORING_BEFORE_THE_KEY_EXISTED))
+
+
 def fit_in_epochs(
     cfg: DictConfig,
     model: keras.Model,
@@ -186,8 +197,9 @@ def fit_in_epochs(
     validation: tuple[tf.Tensor, tf.Tensor] | None,
     callbacks: Sequence[keras.callbacks.Callback],
 ) -> Fitted:
-    """`train.loop=graph`: one TensorFlow call per epoch (see `epoch_loop`), compiled by XLA if `use_xla`."""
-    loop = EpochLoop(model, optimizer, jit_compile=use_xla(cfg))
+    """`train.loop=graph`: one TensorFlow call per epoch (see `epoch_loop`), compiled by XLA as `use_xla` and
+    `use_xla_for_scoring` say."""
+    loop = EpochLoop(model, optimizer, jit_compile=use_xla(cfg), jit_compile_scoring=use_xla_for_scoring(cfg))
     history = loop.fit(
         data["x_fit"],
         data["y_fit"],

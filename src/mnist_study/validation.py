@@ -70,6 +70,8 @@ def check_train(cfg: DictConfig) -> None:
     require(isinstance(deterministic, bool), "train.deterministic", deterministic, "true or false")
     jit = cfg.train.jit_compile
     require(isinstance(jit, bool) or jit == "auto", "train.jit_compile", jit, "true, false or auto")
+    scoring = cfg.train.get("jit_compile_scoring", True)
+    require(isinstance(scoring, bool), "train.jit_compile_scoring", scoring, "true or false")
     loop = cfg.train.get("loop", "keras")
     require(loop in ("graph", "keras"), "train.loop", loop, "graph or keras")
     require(cfg.train.verbose in (0, 1, 2, "auto"), "train.verbose", cfg.train.verbose, "0, 1, 2 or auto")
