@@ -16,7 +16,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from mnist_study.search_space import direction_for, format_value, in_distribution, parse_space
-from mnist_study.sweeper import enqueue_baseline, format_duration, quote, verdict
+from mnist_study.sweeper import ask_seed, enqueue_baseline, format_duration, quote, verdict
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 SWEEP_PARAMS = OmegaConf.to_container(OmegaConf.load(EXPERIMENTS / "sweep.yaml").hydra.sweeper.params)
@@ -191,3 +191,11 @@ def test_quoted_override_values_survive_hydras_parser(url: str) -> None:
 @pytest.mark.parametrize(("seconds", "text"), [(12.4, "12s"), (300, "5m"), (3900, "1h05m")])
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+def test_neighbouring_sampler_seeds_draw_different_trials() -> None:
+    # With `seed + trial number`, seed 1 drew at trial n what seed 0 drew at trial n + 1.
+    draws = {seed: [ask_seed(seed, number) for number in range(30)] for seed in (0, 1)}
+    assert not set(draws[0]) & set(draws[1])
+    assert len(set(draws[0])) == 30
+    assert ask_seed(0, 7) == ask_seed(0, 7)
