@@ -279,7 +279,7 @@ def check_space(
         except (ValueError, TypeError) as error:
             raise ConfigError(f"{line}: cannot be an Optuna distribution ({error}); use {SPACE_GRAMMAR}") from None
     space = parse_space(params, arguments)
-    base: list[DictConfig] = []  # Composed on first need, then shared by every plain key.
+    base: DictConfig | None = None  # Composed on first need, then shared by every plain key.
     for key, distribution in space.distributions.items():
         if isinstance(distribution, CategoricalDistribution):
             values = list(distribution.choices)
@@ -293,9 +293,9 @@ def check_space(
                 else:
                     # A plain key is set on one composed config: a compose costs about 0.1 s, and the default
                     # space has 16 values to try.
-                    if not base:
-                        base.append(compose(space.job_overrides({})))
-                    config = with_value(base[0], key, value)
+                    if base is None:
+                        base = compose(space.job_overrides({}))
+                    config = with_value(base, key, value)
             except Exception as error:  # Hydra raises several types; each means this value cannot compose.
                 raise ConfigError(composition_error(space.expressions[key], key, value, groups, error)) from None
             try:
