@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mnist_study.secrets import redact
 
@@ -310,8 +310,6 @@ def check_space(
 
 def with_value(config: DictConfig, key: str, value: Any) -> DictConfig:
     """A copy of `config` with the existing `key` set to `value`, as the override `key=value` would set it."""
-    from omegaconf import OmegaConf
-
     missing = object()
     if OmegaConf.select(config, key, default=missing, throw_on_missing=False) is missing:
         raise ValueError(f"Could not override '{key}'. Key '{key}' is not in the config")
