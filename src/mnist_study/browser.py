@@ -297,8 +297,14 @@ def show_dashboard_trials(page: Page, base: str, study_name: str) -> list[str]:
     # The side bar's "Trials (List)" entry is an icon at this width; its route is the study's page + /trials.
     page.wait_for_url(re.compile(r".*/dashboard/studies/\d+$"))
     page.goto(f"{page.url}/trials")
-    page.get_by_text(re.compile(r"^\d+ Trials?$")).first.wait_for()
+    header = page.get_by_text(re.compile(r"^\d+ Trials?$")).first
+    header.wait_for()
+    count = int(header.inner_text().split()[0])
+    entries = page.get_by_text(re.compile(r"^Trial \d+$"))
+    if count:
+        # The count is drawn before the list below it: wait for the list's last entry too, not the count alone.
+        entries.nth(count - 1).wait_for()
     return sorted(
-        {text.strip() for text in page.get_by_text(re.compile(r"^Trial \d+$")).all_inner_texts()},
+        {text.strip() for text in entries.all_inner_texts()},
         key=lambda text: int(text.split()[1]),
     )
