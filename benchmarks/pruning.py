@@ -34,6 +34,8 @@ from trial_speed import create_stores
 
 # Bounded so that both studies finish in minutes on 2 cores: the sweep's space, with the width capped at 1024.
 DEFAULT_SWEEP_ARGS = ("model.units=tag(log, int(interval(32, 1024)))",)
+# The two studies of a seed, as the table names them.
+PRUNED, UNPRUNED = "MedianPruner (sweep default)", "none"
 
 
 def run_study(pruned: bool, trials: int, subset: int, extra: list[str]) -> dict[str, float]:
@@ -82,15 +84,15 @@ def compare(seed: int, trials: int, subset: int, extra: list[str]) -> dict[str, 
     """The pruned and the unpruned study for one sampler seed."""
     arguments = [f"hydra.sweeper.sampler.seed={seed}", *extra]
     return {
-        "MedianPruner (sweep default)": run_study(True, trials, subset, arguments),
-        "none": run_study(False, trials, subset, arguments),
+        PRUNED: run_study(True, trials, subset, arguments),
+        UNPRUNED: run_study(False, trials, subset, arguments),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="TPE sampler seeds, one pair each (default 0 1 2)"
+        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="sampler seeds, two studies each (default 0 1 2)"
     )
     parser.add_argument("--trials", type=int, default=30, help="trial budget of each study (default 30)")
     parser.add_argument("--subset", type=int, default=10000, help="training images per trial (default 10000)")
@@ -128,7 +130,7 @@ def main() -> None:
     )
     saved, walls, deltas = [], [], []
     for seed, results in pairs.items():
-        on, off = results["MedianPruner (sweep default)"], results["none"]
+        on, off = results[PRUNED], results[UNPRUNED]
         saved.append(1 - on["epochs"] / off["epochs"] if off["epochs"] else float("nan"))
         walls.append(on["wall"] / off["wall"])
         deltas.append(100 * (on["best"] - off["best"]))
