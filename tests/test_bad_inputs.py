@@ -62,6 +62,14 @@ SWEEPS = [
     ("unknown-option-in-space", ["optimizer=choice(adam,adagrad)"], "optimizer=adagrad is not an option"),
     ("space-reaches-bad-value", ["model.dropout=interval(0,1.5)"], "model.dropout=1.5"),
     ("fixed-bad-value", ["model.units=-3"], "model.units=-3"),
+    # A sampler or pruner that cannot be built would otherwise fail every trial in turn, each one counted.
+    (
+        "unknown-pruner",
+        ["hydra.sweeper.pruner._target_=optuna.pruners.Nope"],
+        "pruner._target_=optuna.pruners.Nope",
+    ),
+    ("pruner-argument", ["+hydra.sweeper.pruner.patience=3"], "unexpected keyword argument 'patience'"),
+    ("sampler-not-a-sampler", ["hydra.sweeper.sampler={_target_:optuna.pruners.NopPruner}"], "optuna.samplers"),
 ]
 
 

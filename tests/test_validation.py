@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from mnist_study.validation import ConfigError, check_space, validate
+from mnist_study.validation import ConfigError, check_algorithm, check_space, validate
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -114,3 +114,23 @@ def test_a_bad_end_of_a_plain_key_is_named_after_good_ones() -> None:
     space = {"train.epochs": "int(interval(1, 30))", "model.units": "int(interval(0, 64))"}
     with pytest.raises(ConfigError, match=r"model.units=int\(interval\(0, 64\)\): the value 0 gives model.units"):
         check_space(space, [], GROUPS, recording_compose([]))
+
+
+@pytest.mark.parametrize(
+    ("key", "setting"),
+    [
+        ("hydra.sweeper.sampler", {"_target_": "optuna.samplers.TPESampler", "seed": 0}),
+        ("hydra.sweeper.pruner", {"_target_": "optuna.pruners.MedianPruner", "n_startup_trials": 5}),
+        ("hydra.sweeper.pruner", {"_target_": "optuna.pruners.HyperbandPruner", "max_resource": 30}),
+        ("hydra.sweeper.pruner", None),
+    ],
+)
+def test_samplers_and_pruners_optuna_can_build_are_accepted(key: str, setting: dict | None) -> None:
+    check_algorithm(key, setting)
+
+
+def test_a_pruner_given_as_sampler_is_refused_by_its_class() -> None:
+    with pytest.raises(
+        ConfigError, match=r"sampler._target_='optuna.pruners.NopPruner': must be an optuna.samplers"
+    ):
+        check_algorithm("hydra.sweeper.sampler", {"_target_": "optuna.pruners.NopPruner"})

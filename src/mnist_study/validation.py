@@ -186,6 +186,36 @@ def check_sweeper_settings(study_name: Any, n_trials: Any, grace_period_s: Any) 
     )
 
 
+def check_algorithm(key: str, config: Any) -> None:
+    """`hydra.sweeper.sampler` / `.pruner` must build an Optuna sampler / pruner (null: TPE / no pruning).
+
+    Built once here, before any trial: a typo in a `_target_` or an argument would otherwise fail every trial of
+    the study in turn, each counted against its budget.
+    """
+    if config is None:
+        return
+    import optuna
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    kind, base = (
+        ("sampler", optuna.samplers.BaseSampler)
+        if key.endswith("sampler")
+        else ("pruner", optuna.pruners.BasePruner)
+    )
+    allowed = f"a `_target_` config of an optuna.{kind}s class with its arguments, or null"
+    require(isinstance(config, dict) and "_target_" in config, key, config, allowed)
+    try:
+        built = instantiate(config)
+    except InstantiationException as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = " ".join(lines).replace(", set env var HYDRA_FULL_ERROR=1 to see chained exception", "")
+        raise ConfigError(
+            f"{key}._target_={config['_target_']}: cannot be built ({reason}); must be {allowed}"
+        ) from None
+    require(isinstance(built, base), f"{key}._target_", config["_target_"], f"an optuna.{kind}s class")
+
+
 def check_storage(url: Any) -> None:
     """The Optuna storage must be a URL Optuna can open and, for a database server, answer within a bounded wait.
 

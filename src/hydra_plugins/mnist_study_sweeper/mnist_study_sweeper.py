@@ -14,7 +14,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import mnist_study.paths  # noqa: F401  (registers ${project_root:}, used by the default storage)
 
@@ -84,13 +84,15 @@ class MnistStudySweeper(Sweeper):
 
     def _preflight(self, arguments: list[str]) -> None:
         """The composed job config, the storage, and every value the search space can produce."""
-        from mnist_study.validation import check_space, check_storage, validate
+        from mnist_study.validation import check_algorithm, check_space, check_storage, validate
 
         if self.config is None or self.hydra_context is None:
             raise ValueError("the sweeper was not set up by Hydra")
         config, loader = self.config, self.hydra_context.config_loader
         validate(config)
         check_storage(self.settings.get("storage"))
+        for name in ("sampler", "pruner"):
+            check_algorithm(f"hydra.sweeper.{name}", _plain(self.settings.get(name)))
         groups = {
             group: sorted(loader.get_group_options(group))
             for group in config.hydra.runtime.choices
@@ -98,6 +100,11 @@ class MnistStudySweeper(Sweeper):
         }
         params = {str(key): str(value) for key, value in (self.settings.get("params") or {}).items()}
         check_space(params, arguments, groups, lambda overrides: loader.load_sweep_config(config, overrides))
+
+
+def _plain(node: Any) -> Any:
+    """A config node as plain Python (Hydra hands the sweeper DictConfigs), anything else as it is."""
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
 def _exit_on_error(function: Callable[..., Any], *args: Any) -> Any:
