@@ -52,8 +52,24 @@ def start(folder: Path, name: str) -> tuple[subprocess.Popen[bytes], Path]:
     """Start the sweep with its output in a file (a pipe nobody reads could block it)."""
     log = folder / f"{name}.log"
     with log.open("wb") as sink:
-        process = subprocess.Popen(command(folder), cwd=PROJECT_ROOT, stdout=sink, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command(folder),
+            cwd=PROJECT_ROOT,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            preexec_fn=answer_ctrl_c,
+        )
     return process, log
+
+
+def answer_ctrl_c() -> None:
+    """Let the sweep hear SIGINT as a foreground command does, however the tests were started.
+
+    A shell without job control starts background commands (`make test &`, nohup) with SIGINT ignored, every
+    child inherits that, and Python installs no KeyboardInterrupt handler for an ignored signal: the Ctrl-C
+    case would then fail for a reason that has nothing to do with the sweep.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def trials(folder: Path) -> list[FrozenTrial]:
