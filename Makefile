@@ -44,8 +44,12 @@ sweep: install
 	@test -f experiments/sweep.yaml || { echo "make sweep: experiments/sweep.yaml is not there yet (the sweep issue builds it)"; exit 2; }
 	$(RUN) src/run.py -m sweep
 
+# Two pytest workers (pytest-xdist), one test file at a time each, so a file's module fixtures are built once.
+# Much of a test's time is a subprocess starting up (TensorFlow, Hydra, MLflow) on one core; two at a time keep
+# both cores busy. TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 2
 test: install
-	$(RUN) -m pytest
+	$(RUN) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # Benchmarks, not tests: they print measured tables (see benchmarks/README.md) and take several minutes.
 bench: install
