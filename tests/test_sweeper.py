@@ -16,7 +16,8 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from mnist_study.search_space import direction_for, format_value, in_distribution, parse_space
-from mnist_study.sweeper import ask_seed, enqueue_baseline, format_duration, quote, verdict
+from mnist_study.seeded_sampler import TrialSeededSampler, trial_seed
+from mnist_study.sweeper import enqueue_baseline, format_duration, quote, verdict
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 SWEEP_PARAMS = OmegaConf.to_container(OmegaConf.load(EXPERIMENTS / "sweep.yaml").hydra.sweeper.params)
@@ -195,7 +196,40 @@ def test_format_duration(seconds: float, text: str) -> None:
 
 def test_neighbouring_sampler_seeds_draw_different_trials() -> None:
     # With `seed + trial number`, seed 1 drew at trial n what seed 0 drew at trial n + 1.
-    draws = {seed: [ask_seed(seed, number) for number in range(30)] for seed in (0, 1)}
+    draws = {seed: [trial_seed(seed, number) for number in range(30)] for seed in (0, 1)}
     assert not set(draws[0]) & set(draws[1])
     assert len(set(draws[0])) == 30
-    assert ask_seed(0, 7) == ask_seed(0, 7)
+    assert trial_seed(0, 7) == trial_seed(0, 7)
+
+
+SPACE_FOR_SAMPLERS = {
+    "model.units": optuna.distributions.IntDistribution(32, 4096, log=True),
+    "optimizer": optuna.distributions.CategoricalDistribution(["rmsprop", "adam", "sgd"]),
+}
+
+
+def seeded(sampler: type[optuna.samplers.BaseSampler], seed: int = 0) -> TrialSeededSampler:
+    return TrialSeededSampler(lambda trial_seed: sampler(seed=trial_seed), seed)
+
+
+def test_two_workers_asking_at_once_draw_different_trials() -> None:
+    # Both workers build their sampler from the same config at the same moment, as two sweep processes started
+    # together do; the trial numbers the storage hands out are what sets their draws apart.
+    storage = optuna.storages.InMemoryStorage()
+    first = optuna.create_study(study_name="s", storage=storage, sampler=seeded(optuna.samplers.RandomSampler))
+    second = optuna.load_study(study_name="s", storage=storage, sampler=seeded(optuna.samplers.RandomSampler))
+    a, b = first.ask(SPACE_FOR_SAMPLERS), second.ask(SPACE_FOR_SAMPLERS)
+    assert (a.number, b.number) == (0, 1)
+    assert a.params != b.params
+
+
+def test_a_seeded_study_draws_the_same_trials_when_run_again() -> None:
+    def run() -> list[dict]:
+        study = optuna.create_study(direction="maximize", sampler=seeded(optuna.samplers.TPESampler))
+        # Past TPE's ten random start-up trials, so that the model-based proposals are compared too.
+        study.optimize(lambda trial: math.log(trial.suggest_int("units", 32, 4096, log=True)), n_trials=14)
+        return [trial.params for trial in study.trials]
+
+    first, second = run(), run()
+    assert first == second
+    assert len({params["units"] for params in first}) > 10

@@ -19,7 +19,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import HydraException
@@ -35,6 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mnist_study import studies
 from mnist_study.search_space import SearchSpace, direction_for, format_value, in_distribution, parse_space
+from mnist_study.seeded_sampler import TrialSeededSampler
 from mnist_study.validation import StoreFailure
 
 # Errors of a failing store: MLflow wraps its database errors; Optuna's RDB storage raises SQLAlchemy's or its own.
@@ -131,23 +131,15 @@ class StudySweeper(Sweeper):
 
         return redact(self.storage_url)
 
-    def make_sampler(self, seed_offset: int) -> optuna.samplers.BaseSampler:
-        """The configured sampler, reseeded for each ask so a resumed or parallel study never repeats draws."""
+    def make_sampler(self) -> optuna.samplers.BaseSampler:
+        """The configured sampler; a seeded one is reseeded from each trial's number (see seeded_sampler)."""
         if self.sampler_config is None:
             return optuna.samplers.TPESampler()
         config = dict(self.sampler_config)
-        if config.get("seed") is not None:
-            config["seed"] = ask_seed(int(config["seed"]), seed_offset)
-        return instantiate(config)
-
-
-def ask_seed(seed: int, offset: int) -> int:
-    """The sampler's seed for the ask at `offset` (the study's trial count) of a study seeded with `seed`.
-
-    Mixed, not added: with `seed + offset`, the study of seed 1 drew what the study of seed 0 drew one trial later,
-    so two "independent" seeds shared all but one of their random draws.
-    """
-    return int(np.random.SeedSequence([seed, offset]).generate_state(1)[0])
+        seed = config.pop("seed", None)
+        if seed is None:
+            return instantiate(config)
+        return TrialSeededSampler(lambda trial_seed: instantiate(config, seed=trial_seed), int(seed))
 
 
 class _Loop:
@@ -172,6 +164,7 @@ class _Loop:
 
     def run(self) -> None:
         n_trials = self.sweeper.n_trials
+        self.study.sampler = self.sweeper.make_sampler()
         while True:
             # A worker may die at any time (Optuna's ask/tell has no heartbeat): look for orphans before each ask.
             self._recover_orphans()
@@ -179,7 +172,6 @@ class _Loop:
             verdicts = studies.count_verdicts(trials)
             if verdicts + studies.count_running(trials) >= n_trials:
                 break
-            self.study.sampler = self.sweeper.make_sampler(len(trials))
             trial = self.study.ask(self.space.distributions)
             if studies.rank(self.study.get_trials(deepcopy=False), trial.number) >= n_trials:
                 self._discard(trial, "surplus: other workers already hold the last trials of the budget")
