@@ -27,6 +27,10 @@ CURVES_ARTIFACT = "plots/learning_curves.png"
 CONFUSION_ARTIFACT = "plots/confusion_matrix.png"
 # Small enough to open instantly in the browser, sharp enough to read the digits in every cell.
 DPI = 90
+# Fixed margins, as `tight_layout` computed them for these two layouts: it cost a third of the time spent drawing
+# a trial's figures, and a layout that never changes needs no solver.
+CURVES_MARGINS = {"left": 0.075, "right": 0.985, "bottom": 0.165, "top": 0.81, "wspace": 0.2}
+CONFUSION_MARGINS = {"left": 0.05, "right": 0.9, "bottom": 0.11, "top": 0.89}
 
 
 class EpochRecorder(keras.callbacks.Callback):
@@ -68,7 +72,7 @@ def learning_curves(history: Mapping[str, Sequence[float]], title: str) -> plt.F
         else:
             axes.text(0.5, 0.5, f"no {metric} logged", ha="center", va="center", transform=axes.transAxes)
     figure.suptitle(title)
-    figure.tight_layout()
+    figure.subplots_adjust(**CURVES_MARGINS)
     return figure
 
 
@@ -118,7 +122,7 @@ def confusion_figure(matrix: np.ndarray, title: str) -> plt.Figure:
     accuracy = correct / total if total else math.nan
     axes.set_title(f"{title}\n{correct}/{total} correct ({accuracy:.2%}); off-diagonal: errors")
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="errors")
-    figure.tight_layout()
+    figure.subplots_adjust(**CONFUSION_MARGINS)
     return figure
 
 
