@@ -14,7 +14,10 @@ machine is shared and noisy, so only ratios measured side by side mean anything.
 (c) the machine's peak: a 4096 x 4096 float32 `tf.matmul` through TensorFlow.
 
 GFLOP per run = 3 x 2 x (the model's weights) x images x epochs (forward + backward, the usual convention).
-Last line: `speedup=<a/b> peak=<GFLOP/s of b / GFLOP/s of c> overhead=<share of a small sweep's wall time
+The overhead sweep is the default study's first few trials, run three times: as it is, without per-run figures,
+and with every trial cut to two epochs (the worst case: the same fixed costs around seconds of training).
+
+Last line: `speedup=<a/b> peak=<GFLOP/s of b / GFLOP/s of c> overhead=<share of the default sweep's wall time
 spent outside fit/evaluate>`.
 """
 
@@ -58,6 +61,9 @@ SAME_WORK = ("data.val_size=0", "train.verbose=0")
 # The overhead sweep is the project's default study (experiments/sweep.yaml, its space and pruner unchanged),
 # cut to its first few trials: trial 0 is the baseline and the next ones are the sampler's first draws.
 DEFAULT_SWEEP_TRIALS = 4
+# The worst case beside it: the same sweep with every trial cut to two epochs of at most 1 024 units (seconds of
+# training each), where the fixed costs of a sweep and of a trial weigh most.
+SHORT_TRIALS = ("train.epochs=2", "model.units=tag(log, int(interval(32, 1024)))")
 # Variants of (b) measured when none is asked for: what the project's loop bought over Keras's `fit` (same config
 # otherwise), and the project's loop without XLA.
 DEFAULT_VARIANTS = ("keras=train.loop=keras", "noxla=train.jit_compile=false")
@@ -296,6 +302,8 @@ def main() -> None:
         bare_overhead = 1 - bare["inside"] / bare["wall"]
         import_seconds = tensorflow_import_seconds()
         with_import = 1 - sweep["inside"] / (sweep["wall"] + import_seconds)
+        short = sweep_overhead(args.sweep_trials, [*args.sweep_arg, *SHORT_TRIALS])
+        short_overhead = 1 - short["inside"] / short["wall"]
         command = " ".join(["src/run.py -m sweep", f"hydra.sweeper.n_trials={args.sweep_trials}", *args.sweep_arg])
         print(
             f"\nsweep: `{command}` in this process: "
@@ -303,6 +311,9 @@ def main() -> None:
             f"outside {sweep['wall'] - sweep['inside']:.1f}s = {overhead:.3f} of wall time.\n"
             f"The same sweep with tracking.plots=false: wall {bare['wall']:.1f}s, inside {bare['inside']:.1f}s, "
             f"outside {bare['wall'] - bare['inside']:.1f}s = {bare_overhead:.3f} of wall time.\n"
+            f"The same sweep with short trials ({' '.join(SHORT_TRIALS)}): wall {short['wall']:.1f}s, "
+            f"inside {short['inside']:.1f}s, outside {short['wall'] - short['inside']:.1f}s = "
+            f"{short_overhead:.3f} of wall time.\n"
             f"TensorFlow import in a fresh process: {import_seconds:.1f}s (once per sweep process; counted in, "
             f"the overhead of this sweep would be {with_import:.3f})."
         )
