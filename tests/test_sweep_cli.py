@@ -158,6 +158,10 @@ def test_two_workers_on_one_journal_finish_n_trials_together(tmp_path: Path) -> 
     assert sorted(finished) == sorted(trial.number for trial in ran) == sorted(trial.number for trial in counted)
     assert len(set(finished)) == len(finished)
     assert all(trial.state.is_finished() for trial in trials)
+    # Both processes built their samplers from one seed; each trial's number, not the process, sets its draw, so
+    # no two trials train the same configuration (the learning rate is continuous: a repeat is a repeated seed).
+    drawn = [tuple(sorted(trial.params.items())) for trial in counted]
+    assert len(set(drawn)) == len(drawn), drawn
     _, runs = mlflow_runs(tmp_path)
     _, children = split_runs(runs, "pair")
     assert sorted(children) == sorted(f"trial-{trial.number}" for trial in ran)
