@@ -117,20 +117,20 @@ def test_a_bad_end_of_a_plain_key_is_named_after_good_ones() -> None:
 
 
 @pytest.mark.parametrize(
-    ("key", "setting"),
+    ("kind", "setting"),
     [
-        ("hydra.sweeper.sampler", {"_target_": "optuna.samplers.TPESampler", "seed": 0}),
-        ("hydra.sweeper.pruner", {"_target_": "optuna.pruners.MedianPruner", "n_startup_trials": 5}),
-        ("hydra.sweeper.pruner", {"_target_": "optuna.pruners.HyperbandPruner", "max_resource": 30}),
-        ("hydra.sweeper.pruner", None),
+        ("sampler", {"_target_": "optuna.samplers.TPESampler", "seed": 0}),
+        ("pruner", {"_target_": "optuna.pruners.MedianPruner", "n_startup_trials": 5}),
+        ("pruner", {"_target_": "optuna.pruners.HyperbandPruner", "max_resource": 30}),
+        ("pruner", None),
     ],
 )
-def test_samplers_and_pruners_optuna_can_build_are_accepted(key: str, setting: dict | None) -> None:
-    check_algorithm(key, setting)
+def test_samplers_and_pruners_optuna_can_build_are_accepted(kind: str, setting: dict | None) -> None:
+    check_algorithm(kind, setting)
 
 
 def test_a_pruner_given_as_sampler_is_refused_by_its_class() -> None:
     with pytest.raises(
         ConfigError, match=r"sampler._target_='optuna.pruners.NopPruner': must be an optuna.samplers"
     ):
-        check_algorithm("hydra.sweeper.sampler", {"_target_": "optuna.pruners.NopPruner"})
+        check_algorithm("sampler", {"_target_": "optuna.pruners.NopPruner"})

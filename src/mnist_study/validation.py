@@ -186,8 +186,8 @@ def check_sweeper_settings(study_name: Any, n_trials: Any, grace_period_s: Any) 
     )
 
 
-def check_algorithm(key: str, config: Any) -> None:
-    """`hydra.sweeper.sampler` / `.pruner` must build an Optuna sampler / pruner (null: TPE / no pruning).
+def check_algorithm(kind: str, config: Any) -> None:
+    """`hydra.sweeper.<kind>` (sampler or pruner) must build an Optuna one (null: TPE / no pruning).
 
     Built once here, before any trial: a typo in a `_target_` or an argument would otherwise fail every trial of
     the study in turn, each counted against its budget.
@@ -198,10 +198,9 @@ def check_algorithm(key: str, config: Any) -> None:
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
-    kind, base = (
-        ("sampler", optuna.samplers.BaseSampler)
-        if key.endswith("sampler")
-        else ("pruner", optuna.pruners.BasePruner)
+    key, base = (
+        f"hydra.sweeper.{kind}",
+        {"sampler": optuna.samplers.BaseSampler, "pruner": optuna.pruners.BasePruner}[kind],
     )
     allowed = f"a `_target_` config of an optuna.{kind}s class with its arguments, or null"
     require(isinstance(config, dict) and "_target_" in config, key, config, allowed)

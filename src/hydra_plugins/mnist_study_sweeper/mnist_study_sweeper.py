@@ -92,7 +92,7 @@ class MnistStudySweeper(Sweeper):
         validate(config)
         check_storage(self.settings.get("storage"))
         for name in ("sampler", "pruner"):
-            check_algorithm(f"hydra.sweeper.{name}", _plain(self.settings.get(name)))
+            check_algorithm(name, _plain(self.settings.get(name)))
         groups = {
             group: sorted(loader.get_group_options(group))
             for group in config.hydra.runtime.choices
