@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT / "src"))
 import optuna  # noqa: E402
 
 from mnist_study.browser import free_port  # noqa: E402
-from mnist_study.studies import is_counted, open_storage  # noqa: E402
+from mnist_study.sweep.storage import open_storage  # noqa: E402
+from mnist_study.sweep.trials import is_counted  # noqa: E402
 
 SERVICES_SCRIPT = ROOT / "scripts" / "services.sh"
 # Every trial trains the tutorial's network (512 units, rmsprop) on all 55 000 training images for 2 epochs: long

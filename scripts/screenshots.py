@@ -20,6 +20,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT / "src"))
 
 from mnist_study import browser  # noqa: E402  (after the path above)
+from mnist_study.sweep.trials import BASELINE_ATTR, MLFLOW_RUN_ATTR  # noqa: E402
 
 # Wide enough for two runs side by side, tall enough that MLflow's inner scroll area needs no scrolling.
 VIEWPORT = (1280, 2600)
@@ -31,7 +32,7 @@ def best_variant(storage: str, study_name: str) -> tuple[optuna.trial.FrozenTria
     complete = [
         trial
         for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if not trial.user_attrs.get("baseline") and trial.user_attrs.get("mlflow_run_id")
+        if not trial.user_attrs.get(BASELINE_ATTR) and trial.user_attrs.get(MLFLOW_RUN_ATTR)
     ]
     if not complete:
         raise SystemExit(
@@ -42,7 +43,7 @@ def best_variant(storage: str, study_name: str) -> tuple[optuna.trial.FrozenTria
         if study.direction.name == "MAXIMIZE"
         else min(complete, key=lambda trial: trial.value)
     )
-    return best, best.user_attrs["mlflow_run_id"]
+    return best, best.user_attrs[MLFLOW_RUN_ATTR]
 
 
 def latest_baseline(client: MlflowClient, experiment_id: str) -> Run:

@@ -21,8 +21,8 @@ FORWARDED_PREFIXES = ("data.", "train.", "tracking.")
 @hydra.main(version_base="1.3", config_path="../conf", config_name="report")
 def main(cfg: DictConfig) -> None:
     """Build the report; a bad value or a missing study ends with one line and a non-zero exit."""
+    from mnist_study.checks import ConfigError
     from mnist_study.report import build, selection
-    from mnist_study.validation import ConfigError
 
     given = list(HydraConfig.get().overrides.task)
     forwarded = [item for item in given if item.lstrip("+~").startswith(FORWARDED_PREFIXES)]

@@ -1,7 +1,8 @@
 """Entry point: `python src/run.py [experiment] [hydra overrides...]`.
 
 A bare word (`baseline`, `seed_replica`, `sweep`) names a file in `experiments/` and becomes the Hydra override
-`+experiment=<word>` before Hydra parses the command line; everything else is plain Hydra.
+`+experiments=<word>` before Hydra parses the command line (the repository root is on Hydra's search path, so
+`experiments/` is a config group); everything else is plain Hydra.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import mnist_study.paths  # noqa: F401  (registers the ${project_root:} resolver)
-from mnist_study.validation import ConfigError, validate
+from mnist_study.checks import ConfigError, validate
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -40,14 +41,19 @@ FLAGS_WITH_VALUE = {
 
 
 def expand_experiment_words(argv: list[str]) -> list[str]:
-    """Turn bare experiment names into `+experiment=<name>`; reject bare words that name no experiment."""
+    """Turn bare experiment names into `+experiments=<name>`; reject bare words that name no experiment.
+
+    `+experiment=<name>`, the group's name before it moved out of conf/, is read as `+experiments=<name>`.
+    """
     expanded: list[str] = []
     takes_value = False
     for arg in argv:
-        if takes_value or arg.startswith("-") or "=" in arg or "(" in arg:
+        if arg.startswith("+experiment="):
+            expanded.append(arg.replace("+experiment=", "+experiments=", 1))
+        elif takes_value or arg.startswith(("-", "~")) or "=" in arg or "(" in arg:
             expanded.append(arg)
         elif (EXPERIMENTS / f"{arg}.yaml").is_file():
-            expanded.append(f"+experiment={arg}")
+            expanded.append(f"+experiments={arg}")
         else:
             known = ", ".join(sorted(path.stem for path in EXPERIMENTS.glob("*.yaml")))
             sys.exit(f"error: {arg!r} is neither an override (key=value) nor an experiment; known: {known}")

@@ -69,7 +69,11 @@ SWEEPS = [
         "pruner._target_=optuna.pruners.Nope",
     ),
     ("pruner-argument", ["+hydra.sweeper.pruner.patience=3"], "unexpected keyword argument 'patience'"),
-    ("sampler-not-a-sampler", ["hydra.sweeper.sampler={_target_:optuna.pruners.NopPruner}"], "optuna.samplers"),
+    (
+        "sampler-not-a-sampler",
+        ["~hydra.sweeper.sampler.seed", "hydra.sweeper.sampler._target_=optuna.pruners.NopPruner"],
+        "optuna.samplers",
+    ),
 ]
 
 

@@ -25,6 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from conftest import PROJECT_ROOT, RUN_PY, run_cli, store_overrides
 from mnist_study.browser import free_port
+from mnist_study.sweep.trials import MLFLOW_RUN_ATTR
 
 STUDY = "faults"
 SMALL = [
@@ -101,7 +102,7 @@ def running_with_run(after: int) -> Callable[[list[FrozenTrial]], FrozenTrial | 
 
     def ready(found: list[FrozenTrial]) -> FrozenTrial | None:
         for trial in found:
-            if trial.number >= after and trial.state == TrialState.RUNNING and "mlflow_run_id" in trial.user_attrs:
+            if trial.number >= after and trial.state == TrialState.RUNNING and MLFLOW_RUN_ATTR in trial.user_attrs:
                 return trial
         return None
 
@@ -173,7 +174,7 @@ def test_ctrl_c_then_kill_9_mid_trial_then_the_same_command_finishes_the_study(t
     assert not [name for name, run in by_name.items() if run.info.status == "RUNNING"]
     children = [run for run in by_name.values() if run.data.tags.get("mlflow.parentRunId") == parent_id]
     assert {run.info.run_name for run in children} == {
-        f"trial-{n}" for n, t in final.items() if "mlflow_run_id" in t.user_attrs
+        f"trial-{n}" for n, t in final.items() if MLFLOW_RUN_ATTR in t.user_attrs
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import keras
@@ -12,10 +13,10 @@ from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from mnist_study.job import description, outcome, short_description
+from mnist_study.callbacks import EpochRecorder
+from mnist_study.describe import description, outcome, short_description
 from mnist_study.plots import (
     CURVES_ARTIFACT,
-    EpochRecorder,
     confusion_figure,
     confusion_matrix,
     learning_curves,
@@ -81,11 +82,15 @@ def test_log_figure_stores_the_png_and_survives_a_failing_plot(
     log_figure(client, run_id, lambda: learning_curves(history, "ok"), CURVES_ARTIFACT)
 
     def broken() -> None:
+        time.sleep(0.05)
         raise ValueError("cannot draw this")
 
+    started = time.perf_counter()
     with caplog.at_level(logging.WARNING):
         seconds = log_figure(client, run_id, broken, "plots/broken.png")
-    assert seconds >= 0
+    elapsed = time.perf_counter() - started
+    # The seconds returned (a run's `plot_seconds`) include the drawing, even a drawing that fails.
+    assert 0.05 <= seconds <= elapsed
     assert "cannot draw this" in caplog.text
     stored = [item.path for item in client.list_artifacts(run_id, "plots")]
     assert stored == [CURVES_ARTIFACT]

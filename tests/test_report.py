@@ -15,6 +15,7 @@ from optuna.trial import TrialState, create_trial
 
 from mnist_study.report import document, figures, refit, selection
 from mnist_study.report.rerun import compare
+from mnist_study.sweep.trials import MLFLOW_RUN_ATTR
 
 DISTRIBUTIONS = {
     "model.units": IntDistribution(32, 4096, log=True),
@@ -41,7 +42,7 @@ def add(
             distributions=DISTRIBUTIONS,
             value=val,
             state=state,
-            user_attrs={"mlflow_run_id": run_id, **attrs},
+            user_attrs={MLFLOW_RUN_ATTR: run_id, **attrs},
         )
     )
 
@@ -81,7 +82,7 @@ def test_candidates_are_replica_baseline_then_variants_as_overrides(study: optun
         ("baseline", "baseline (trial 0)"),
         ("variant", "trial 2"),
     ]
-    assert rows[0].overrides == ("+experiment=seed_replica", "model.units=512", "optimizer=rmsprop")
+    assert rows[0].overrides == ("+experiments=seed_replica", "model.units=512", "optimizer=rmsprop")
     assert rows[2].overrides == ("model.units=1024", "optimizer=adam")
 
 

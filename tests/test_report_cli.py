@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 from conftest import PROJECT_ROOT, run_cli, store_overrides
 from mnist_study.data import ARRAY_SHA256
 from mnist_study.report.rerun import logged_metrics, rerun_here
+from mnist_study.sweep.trials import MLFLOW_RUN_ATTR
 from test_report import assert_self_contained
 
 REPORT_PY = PROJECT_ROOT / "src" / "report.py"
@@ -100,7 +101,7 @@ def test_refits_are_children_of_a_report_run_under_the_studys_parent(reported: P
 def test_rerun_detects_a_tampered_logged_metric(reported: Path) -> None:
     uri = f"sqlite:///{reported}/mlflow.db"
     study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{reported}/optuna.db")
-    original = study.best_trial.user_attrs["mlflow_run_id"]
+    original = study.best_trial.user_attrs[MLFLOW_RUN_ATTR]
     client = MlflowClient(uri)
     # A copy of the run's record (config and metrics), with its test accuracy changed by one image in 10 000.
     copy = client.create_run(client.get_run(original).info.experiment_id, run_name="tampered").info.run_id

@@ -28,11 +28,20 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
-import mnist_study.studies as studies
-import mnist_study.study_tracking as study_tracking
+import mnist_study.sweep.parent_run as parent_run
+import mnist_study.sweep.trials as trials_module
 from conftest import PROJECT_ROOT, RUN_PY
 from mnist_study.browser import free_port
-from mnist_study.studies import FAIL_REASON, PARENT_RUN_ATTR, PID, RETRY_OF, UNCOUNTED, is_counted, open_storage
+from mnist_study.sweep.storage import open_storage
+from mnist_study.sweep.trials import (
+    FAIL_REASON,
+    MLFLOW_RUN_ATTR,
+    PARENT_RUN_ATTR,
+    PID,
+    RETRY_OF,
+    UNCOUNTED,
+    is_counted,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -166,9 +175,9 @@ def assert_study_complete(services: Services, study: str, n_trials: int) -> tupl
     parents, children = study_runs(services.tracking, study)
     assert [parent.info.run_id for parent in parents] == [loaded.user_attrs[PARENT_RUN_ATTR]]
     assert parents[0].info.status == "FINISHED"
-    ran = {f"trial-{trial.number}": trial for trial in trials if "mlflow_run_id" in trial.user_attrs}
+    ran = {f"trial-{trial.number}": trial for trial in trials if MLFLOW_RUN_ATTR in trial.user_attrs}
     assert sorted(run.info.run_name for run in children) == sorted(ran)
-    assert {run.info.run_id for run in children} == {trial.user_attrs["mlflow_run_id"] for trial in ran.values()}
+    assert {run.info.run_id for run in children} == {trial.user_attrs[MLFLOW_RUN_ATTR] for trial in ran.values()}
     assert all(run.info.status != "RUNNING" for run in children), [
         (r.info.run_name, r.info.status) for r in children
     ]
@@ -210,7 +219,7 @@ def wait_for_running_trial(storage: str, study: str, worker: subprocess.Popen[st
         except KeyError:
             trials = []  # The study does not exist yet.
         for trial in trials:
-            if trial.user_attrs.get(PID) == worker.pid and "mlflow_run_id" in trial.user_attrs:
+            if trial.user_attrs.get(PID) == worker.pid and MLFLOW_RUN_ATTR in trial.user_attrs:
                 return trial
         time.sleep(0.2)
     pytest.fail(f"worker {worker.pid} never ran a trial")
@@ -246,7 +255,7 @@ def test_a_killed_worker_s_trial_ends_fail_and_the_others_complete_the_study(
     retries = [trial for trial in trials if trial.user_attrs.get(RETRY_OF) == killed.number]
     assert len(retries) == 1 and is_counted(retries[0]) and retries[0].params == killed.params
     # Its MLflow run, left RUNNING by the dead process, was closed by the survivor that recovered the trial.
-    (run,) = [run for run in children if run.info.run_id == killed.user_attrs["mlflow_run_id"]]
+    (run,) = [run for run in children if run.info.run_id == killed.user_attrs[MLFLOW_RUN_ATTR]]
     assert run.info.status == "KILLED"
     assert run.data.tags["optuna.state"] == "FAIL"
     recovered = [
@@ -265,7 +274,7 @@ def test_workers_racing_on_a_study_without_parent_agree_on_one_parent_run(
     the one separate workers run on PostgreSQL, without eight interpreter start-ups.
     """
     # The study is not new, so nobody would record a parent: do not wait for a creator that will never come.
-    monkeypatch.setattr(study_tracking, "PARENT_WAIT_SECONDS", 0.0)
+    monkeypatch.setattr(parent_run, "PARENT_WAIT_SECONDS", 0.0)
     storage = open_storage(services.storage)
     optuna.create_study(study_name="orphaned", storage=storage, direction="maximize")
     tracking = {"uri": services.tracking, "experiment": EXPERIMENT, "artifact_location": "unused-for-http"}
@@ -274,7 +283,7 @@ def test_workers_racing_on_a_study_without_parent_agree_on_one_parent_run(
     def join(_: int) -> str:
         study = optuna.load_study(study_name="orphaned", storage=storage)
         barrier.wait()
-        return study_tracking.ParentRun.open(study, False, tracking, services.storage).run_id
+        return parent_run.ParentRun.open(study, False, tracking, services.storage).run_id
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         run_ids = list(pool.map(join, range(8)))
@@ -298,14 +307,14 @@ def test_a_worker_that_loses_the_race_to_recover_an_orphan_carries_on(
     trial = study.ask()
     gone = subprocess.Popen(["true"])
     gone.wait()
-    trial.set_user_attr(studies.HOST, studies.this_host())
+    trial.set_user_attr(trials_module.HOST, trials_module.this_host())
     trial.set_user_attr(PID, gone.pid)
-    real_trial_id = studies.trial_id
+    real_trial_id = trials_module.trial_id
 
     def other_worker_wins(storage_: optuna.storages.BaseStorage, name: str, number: int) -> int:
         optuna.load_study(study_name=name, storage=storage_).tell(number, state=TrialState.FAIL)
         return real_trial_id(storage_, name, number)
 
-    monkeypatch.setattr(studies, "trial_id", other_worker_wins)
-    assert studies.recover_orphans(study, storage, grace=dt.timedelta(hours=1)) == []
+    monkeypatch.setattr(trials_module, "trial_id", other_worker_wins)
+    assert trials_module.recover_orphans(study, storage, grace=dt.timedelta(hours=1)) == []
     assert [t.state for t in study.get_trials()] == [TrialState.FAIL]

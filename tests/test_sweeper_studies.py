@@ -13,8 +13,9 @@ import pytest
 from optuna.distributions import IntDistribution
 from optuna.trial import TrialState
 
-from mnist_study import studies
-from mnist_study.sweeper import open_study
+from mnist_study.sweep import trials as sweep_trials
+from mnist_study.sweep.storage import open_storage
+from mnist_study.sweep.sweeper import open_study
 
 SPACE = {"x": IntDistribution(0, 100)}
 
@@ -34,13 +35,13 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def test_storage_urls() -> None:
-    assert isinstance(studies.open_storage("journal:///tmp/x/a.journal"), optuna.storages.JournalStorage)
+    assert isinstance(open_storage("journal:///tmp/x/a.journal"), optuna.storages.JournalStorage)
     with pytest.raises(ValueError, match="storage URL is required"):
-        studies.open_storage("")
+        open_storage("")
 
 
 def test_exactly_one_of_two_workers_creates_the_study(storage_url: str) -> None:
-    storage = studies.open_storage(storage_url)
+    storage = open_storage(storage_url)
     _, first = open_study("s", storage, "maximize")
     _, second = open_study("s", storage, "maximize")
     assert (first, second) == (True, False)
@@ -49,16 +50,16 @@ def test_exactly_one_of_two_workers_creates_the_study(storage_url: str) -> None:
 
 
 def test_verdicts_count_complete_pruned_and_own_failures_only(storage_url: str) -> None:
-    study = optuna.create_study(storage=studies.open_storage(storage_url), direction="maximize")
+    study = optuna.create_study(storage=open_storage(storage_url), direction="maximize")
     for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.FAIL):
         trial = study.ask(SPACE)
         if len(study.get_trials()) == 4:
-            trial.set_user_attr(studies.UNCOUNTED, "worker died")
+            trial.set_user_attr(sweep_trials.UNCOUNTED, "worker died")
         study.tell(trial, 0.5 if state == TrialState.COMPLETE else None, state=state)
     study.ask(SPACE)  # Running: not a verdict yet.
     trials = study.get_trials()
-    assert studies.count_verdicts(trials) == 3
-    assert studies.count_running(trials) == 1
+    assert sweep_trials.count_verdicts(trials) == 3
+    assert sweep_trials.count_running(trials) == 1
 
 
 def test_the_later_of_two_racing_asks_for_the_last_slot_is_surplus(tmp_path: Path) -> None:
@@ -76,47 +77,49 @@ def test_the_later_of_two_racing_asks_for_the_last_slot_is_surplus(tmp_path: Pat
     first.tell(done, 1.0)
     mine, theirs = first.ask(SPACE), second.ask(SPACE)
     trials = first.get_trials()
-    assert studies.rank(trials, mine.number) == 1  # Below budget 2: runs.
-    assert studies.rank(trials, theirs.number) == 2  # Budget reached: never runs.
+    assert sweep_trials.rank(trials, mine.number) == 1  # Below budget 2: runs.
+    assert sweep_trials.rank(trials, theirs.number) == 2  # Budget reached: never runs.
     # Once the surplus trial is closed uncounted, it no longer holds a place.
-    theirs.set_user_attr(studies.UNCOUNTED, "surplus")
+    theirs.set_user_attr(sweep_trials.UNCOUNTED, "surplus")
     second.tell(theirs, state=TrialState.FAIL)
     later = first.ask(SPACE)
-    assert studies.rank(first.get_trials(), later.number) == 2
+    assert sweep_trials.rank(first.get_trials(), later.number) == 2
 
 
 def test_a_trial_of_a_dead_worker_is_failed_uncounted_and_its_params_queued_again(storage_url: str) -> None:
-    storage = studies.open_storage(storage_url)
+    storage = open_storage(storage_url)
     study = optuna.create_study(storage=storage, direction="maximize")
     dead = study.ask(SPACE)
-    dead.set_user_attr(studies.HOST, studies.this_host())
-    dead.set_user_attr(studies.PID, dead_pid())
+    dead.set_user_attr(sweep_trials.HOST, sweep_trials.this_host())
+    dead.set_user_attr(sweep_trials.PID, dead_pid())
     alive = study.ask(SPACE)
-    alive.set_user_attr(studies.HOST, studies.this_host())
-    alive.set_user_attr(studies.PID, os.getppid())
+    alive.set_user_attr(sweep_trials.HOST, sweep_trials.this_host())
+    alive.set_user_attr(sweep_trials.PID, os.getppid())
 
-    recovered = studies.recover_orphans(study, storage, dt.timedelta(hours=1))
+    recovered = sweep_trials.recover_orphans(study, storage, dt.timedelta(hours=1))
     assert [trial.number for trial in recovered] == [dead.number]
 
     trials = {trial.number: trial for trial in study.get_trials()}
     assert trials[dead.number].state == TrialState.FAIL
-    assert "worker died" in trials[dead.number].user_attrs[studies.FAIL_REASON]
+    assert "worker died" in trials[dead.number].user_attrs[sweep_trials.FAIL_REASON]
     assert trials[alive.number].state == TrialState.RUNNING
-    assert studies.count_verdicts(trials.values()) == 0
+    assert sweep_trials.count_verdicts(trials.values()) == 0
     retry = study.ask(SPACE)
     assert retry.params == dead.params
-    assert retry.user_attrs[studies.RETRY_OF] == dead.number
+    assert retry.user_attrs[sweep_trials.RETRY_OF] == dead.number
     # A second worker arriving later finds nothing left to recover.
-    assert studies.recover_orphans(study, storage, dt.timedelta(hours=1)) == []
+    assert sweep_trials.recover_orphans(study, storage, dt.timedelta(hours=1)) == []
 
 
 def test_a_trial_from_another_host_is_presumed_dead_only_after_the_grace_period() -> None:
     study = optuna.create_study(direction="maximize")
     trial = study.ask(SPACE)
-    trial.set_user_attr(studies.HOST, "elsewhere")
-    trial.set_user_attr(studies.PID, 1)
+    trial.set_user_attr(sweep_trials.HOST, "elsewhere")
+    trial.set_user_attr(sweep_trials.PID, 1)
     frozen = study.get_trials()[0]
     started = frozen.datetime_start
-    assert studies.orphan_reason(frozen, dt.timedelta(minutes=5), now=started + dt.timedelta(minutes=1)) is None
-    reason = studies.orphan_reason(frozen, dt.timedelta(minutes=5), now=started + dt.timedelta(minutes=6))
+    assert (
+        sweep_trials.orphan_reason(frozen, dt.timedelta(minutes=5), now=started + dt.timedelta(minutes=1)) is None
+    )
+    reason = sweep_trials.orphan_reason(frozen, dt.timedelta(minutes=5), now=started + dt.timedelta(minutes=6))
     assert reason is not None and "elsewhere" in reason

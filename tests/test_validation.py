@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from mnist_study.validation import ConfigError, check_algorithm, check_space, validate
+from mnist_study.checks import ConfigError, validate
+from mnist_study.sweep.settings import SweepSettings, check_algorithms
+from mnist_study.sweep.space import check_space
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -34,6 +36,7 @@ def test_baseline_config_is_valid() -> None:
         ("model.dropout=1.0", "model.dropout"),
         ("model.activation=relux", "model.activation"),
         ("optimizer.name=adagrad", "optimizer.name"),
+        ("optimizer.name=adam", "optimizer._target_"),
         ("optimizer.learning_rate=0", "optimizer.learning_rate"),
         ("train.epochs=-1", "train.epochs"),
         ("train.batch_size=1.5", "train.batch_size"),
@@ -78,7 +81,7 @@ def test_unreachable_server_is_refused_with_its_password_hidden() -> None:
 
 
 def test_validation_does_not_import_tensorflow_or_mlflow() -> None:
-    probe = "import sys, mnist_study.validation; print('tensorflow' in sys.modules, 'mlflow' in sys.modules)"
+    probe = "import sys, mnist_study.checks; print('tensorflow' in sys.modules, 'mlflow' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["False", "False"]
 
@@ -116,6 +119,12 @@ def test_a_bad_end_of_a_plain_key_is_named_after_good_ones() -> None:
         check_space(space, [], GROUPS, recording_compose([]))
 
 
+def sweep_settings(**changes: object) -> SweepSettings:
+    """The sweeper's default settings (conf/hydra/sweeper/mnist_study.yaml) with `changes`."""
+    defaults = OmegaConf.to_container(OmegaConf.load(CONF / "hydra" / "sweeper" / "mnist_study.yaml"))
+    return SweepSettings.from_hydra({**defaults, **changes})
+
+
 @pytest.mark.parametrize(
     ("kind", "setting"),
     [
@@ -126,11 +135,11 @@ def test_a_bad_end_of_a_plain_key_is_named_after_good_ones() -> None:
     ],
 )
 def test_samplers_and_pruners_optuna_can_build_are_accepted(kind: str, setting: dict | None) -> None:
-    check_algorithm(kind, setting)
+    check_algorithms(sweep_settings(**{kind: setting}))
 
 
 def test_a_pruner_given_as_sampler_is_refused_by_its_class() -> None:
     with pytest.raises(
         ConfigError, match=r"sampler._target_='optuna.pruners.NopPruner': must be an optuna.samplers"
     ):
-        check_algorithm("sampler", {"_target_": "optuna.pruners.NopPruner"})
+        check_algorithms(sweep_settings(sampler={"_target_": "optuna.pruners.NopPruner"}))

@@ -6,31 +6,18 @@ from __future__ import annotations
 import mnist_study.quiet_tensorflow  # noqa: F401
 
 # isort: split
-from collections.abc import Mapping
-from typing import Any
-
 import keras
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 
 NUM_PIXELS = 28 * 28
 NUM_CLASSES = 10
 
-# The optimizer config group's `name` -> the Keras class; every other key in the group is passed to it.
-OPTIMIZERS: dict[str, type[keras.optimizers.Optimizer]] = {
-    "rmsprop": keras.optimizers.RMSprop,
-    "adam": keras.optimizers.Adam,
-    "adamw": keras.optimizers.AdamW,
-    "nadam": keras.optimizers.Nadam,
-    "sgd": keras.optimizers.SGD,
-}
 
-
-def build_optimizer(optimizer_cfg: Mapping[str, Any]) -> keras.optimizers.Optimizer:
-    """Instantiate the optimizer named by `optimizer_cfg["name"]` with the group's other keys as arguments."""
-    settings = dict(optimizer_cfg)
-    name = settings.pop("name")
-    if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer.name={name!r}: must be one of {', '.join(OPTIMIZERS)}")
-    return OPTIMIZERS[name](**settings)
+def build_optimizer(optimizer_cfg: DictConfig) -> keras.optimizers.Optimizer:
+    """The optimizer group's `_target_` class, built with every key of the group but `name` (a label for runs)."""
+    arguments = {key: value for key, value in optimizer_cfg.items() if key != "name"}
+    return instantiate(arguments, _convert_="all")
 
 
 def build_model(

@@ -10,6 +10,12 @@ from omegaconf import OmegaConf
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
+def portable(text: str) -> str:
+    """`text` with this checkout's absolute path made relative (`sqlite:////home/me/repo/optuna.db` becomes
+    `sqlite:///optuna.db`), so that what a committed document quotes works from any clone's root."""
+    return text.replace(f"{PROJECT_ROOT}/", "")
+
+
 def register_resolvers() -> None:
     """Make `${project_root:}` usable in configs (for absolute storage, tracking and cache paths)."""
     if not OmegaConf.has_resolver("project_root"):

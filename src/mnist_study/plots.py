@@ -10,16 +10,21 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
-import keras
 import matplotlib
+import optuna
 
 matplotlib.use("Agg")  # Plots are files; no display is needed or wanted.
 
 import matplotlib.pyplot as plt
 import numpy as np
 from mlflow.tracking import MlflowClient
+from optuna.trial import FrozenTrial, TrialState
+
+from mnist_study.sweep.trials import trial_values
 
 log = logging.getLogger(__name__)
 
@@ -31,21 +36,6 @@ DPI = 90
 # a trial's figures, and a layout that never changes needs no solver.
 CURVES_MARGINS = {"left": 0.075, "right": 0.985, "bottom": 0.165, "top": 0.81, "wspace": 0.2}
 CONFUSION_MARGINS = {"left": 0.05, "right": 0.9, "bottom": 0.11, "top": 0.89}
-
-
-class EpochRecorder(keras.callbacks.Callback):
-    """Record every epoch's logs, so that a pruned run, whose `train` never returns, still has its curves."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.history: dict[str, list[float]] = {}
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        self.history = {}
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        for key, value in (logs or {}).items():
-            self.history.setdefault(key, []).append(float(value))
 
 
 def learning_curves(history: Mapping[str, Sequence[float]], title: str) -> plt.Figure:
@@ -141,3 +131,53 @@ def log_figure(client: MlflowClient, run_id: str, draw: Callable[[], plt.Figure]
     finally:
         plt.close("all")
     return time.perf_counter() - started
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A study's figures, logged on its MLflow parent run and drawn again in the report.
+
+
+def optuna_figure(plot: Callable[[optuna.Study], Any], study: optuna.Study) -> plt.Figure:
+    """One of Optuna's matplotlib plots, without its experimental-API and empty-legend warnings."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        figure = plot(study).figure
+    figure.tight_layout()
+    return figure
+
+
+def accuracy_vs_width(trials: Sequence[FrozenTrial], objective: str) -> plt.Figure:
+    """The objective against the hidden layer's width, one colour per optimizer."""
+    if not trials:
+        raise ValueError("no COMPLETE trials yet")
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    by_optimizer: dict[str, list[tuple[float, float]]] = {}
+    for trial in trials:
+        values = trial_values(trial)
+        units = float(values.get("model.units", 512))
+        by_optimizer.setdefault(str(values.get("optimizer", "rmsprop")), []).append((units, trial.value))
+    for optimizer, points in sorted(by_optimizer.items()):
+        xs, ys = zip(*points, strict=True)
+        axes.scatter(xs, ys, label=optimizer, alpha=0.8)
+    axes.set_xscale("log", base=2)
+    axes.set_xlabel("model.units (hidden layer width)")
+    axes.set_ylabel(objective)
+    axes.set_title(f"{objective} vs width, by optimizer (COMPLETE trials)")
+    axes.legend(title="optimizer")
+    figure.tight_layout()
+    return figure
+
+
+def study_figures(study: optuna.Study, objective: str) -> dict[str, Callable[[], plt.Figure]]:
+    """The study's figures by artifact name: they need COMPLETE trials (importances need two)."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    figures: dict[str, Callable[[], plt.Figure]] = {}
+    if complete:
+        history = optuna.visualization.matplotlib.plot_optimization_history
+        figures["plots/optimization_history.png"] = lambda: optuna_figure(history, study)
+        figures["plots/accuracy_vs_width.png"] = lambda: accuracy_vs_width(complete, objective)
+    if len(complete) >= 2:
+        importances = optuna.visualization.matplotlib.plot_param_importances
+        figures["plots/param_importances.png"] = lambda: optuna_figure(importances, study)
+    return figures

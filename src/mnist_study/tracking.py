@@ -6,34 +6,24 @@ in one process, and a sweeper's parent run must not leak into the next trial as 
 
 from __future__ import annotations
 
-# First, so that TensorFlow's start-up noise is silenced before anything imports keras.
-import mnist_study.quiet_tensorflow  # noqa: F401
-
-# isort: split
 import contextlib
 import fcntl
-import functools
-import importlib.metadata
-import platform
-import subprocess
 import time
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_study.data import data_hashes
-from mnist_study.paths import PROJECT_ROOT
+from mnist_study.provenance import environment_tags
 from mnist_study.secrets import redact
 
-VERSIONED_PACKAGES = ("tensorflow", "keras", "hydra-core", "optuna", "mlflow", "numpy", "pandas")
-HISTORY_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+if TYPE_CHECKING:
+    from mnist_study.callbacks import EpochLogger
+
 # MLflow limits a batch to 1000 metrics / 100 params / 100 tags.
 PARAMS_PER_BATCH = 100
 
@@ -51,44 +41,11 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def run_params(cfg: DictConfig) -> dict[str, str]:
-    """The resolved config as MLflow params, without the bookkeeping that only says where to log."""
+    """The resolved config as MLflow params, without the bookkeeping that only says where to log, nor the
+    `_target_` classes (the config.yaml artifact has them; `optimizer.name` says which optimizer ran)."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
     flat = flatten({key: value for key, value in resolved.items() if key not in ("tracking", "trial")})
-    return {key: redact(str(value)) for key, value in flat.items()}
-
-
-@functools.cache
-def git_state() -> tuple[str, bool]:
-    """The commit the code runs from and whether the work tree has uncommitted changes (once per process)."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown", True
-    return commit, bool(status.strip())
-
-
-def environment_tags() -> dict[str, str]:
-    """Tags that let anyone tell later exactly what code, data and libraries produced a run."""
-    commit, dirty = git_state()
-    tags = {
-        "mlflow.source.git.commit": commit,
-        "git.dirty": str(dirty).lower(),
-        "version.python": platform.python_version(),
-    }
-    for package in VERSIONED_PACKAGES:
-        tags[f"version.{package}"] = importlib.metadata.version(package)
-    for name, digest in data_hashes().items():
-        tags[f"data.sha256.{name}"] = digest
-    return tags
+    return {key: redact(str(value)) for key, value in flat.items() if not key.endswith("._target_")}
 
 
 def mlflow_client(uri: str) -> MlflowClient:
@@ -131,49 +88,6 @@ def get_or_create_experiment(client: MlflowClient, name: str, artifact_location:
         return experiment.experiment_id
 
 
-class EpochLogger(keras.callbacks.Callback):
-    """Log loss and accuracy (train and validation) to MLflow at step = epoch (1-based) as each epoch ends.
-
-    By default each epoch's write runs on a background thread of this logger, so a slow tracking store (SQLite
-    on a busy disk, a remote server) never stalls the next epoch; writes stay in epoch order. `flush` waits for
-    every write and raises if any failed; `tracked_run` calls it before the run is marked terminated.
-    MLflow's own `log_batch(synchronous=False)` is not used: its queue thread polls with a one-second timeout,
-    and terminating the run waits for that poll, which cost ~0.8 s per run (measured, benchmarks/README.md).
-    """
-
-    def __init__(self, client: MlflowClient, run_id: str, synchronous: bool = False) -> None:
-        super().__init__()
-        self.client = client
-        self.run_id = run_id
-        self.synchronous = synchronous
-        self.pending: list[Future[None]] = []
-        self._writer: ThreadPoolExecutor | None = None
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        timestamp = int(time.time() * 1000)
-        metrics = [
-            Metric(key, float(value), timestamp, epoch + 1)
-            for key, value in (logs or {}).items()
-            if key in HISTORY_METRICS
-        ]
-        if self.synchronous:
-            self.client.log_batch(self.run_id, metrics=metrics)
-            return
-        if self._writer is None:
-            # One worker: the epochs' writes reach the store in order.
-            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-epochs")
-        self.pending.append(self._writer.submit(self.client.log_batch, self.run_id, metrics=metrics))
-
-    def flush(self) -> None:
-        """Block until every epoch logged so far is stored; re-raise the first failed write."""
-        pending, self.pending = self.pending, []
-        if self._writer is not None:
-            self._writer.shutdown(wait=True)
-            self._writer = None
-        for write in pending:
-            write.result()
-
-
 class TrackedRun:
     """One MLflow run: its client, id and the logging a job does into it."""
 
@@ -184,6 +98,8 @@ class TrackedRun:
 
     def epoch_logger(self, synchronous: bool = False) -> EpochLogger:
         """A callback that logs every epoch into this run (asynchronously unless `synchronous`)."""
+        from mnist_study.callbacks import EpochLogger  # Keras loads only where a run trains.
+
         logger = EpochLogger(self.client, self.run_id, synchronous=synchronous)
         self.loggers.append(logger)
         return logger

@@ -14,17 +14,19 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
-from omegaconf import DictConfig, OmegaConf
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 from tensorflow.python.framework import config as tf_config
 
-from mnist_study.data import Split, make_split
+from mnist_study.data import Split
 from mnist_study.epoch_loop import EpochLoop, NonFiniteLossError
-from mnist_study.model import build_model, build_optimizer, compile_model
+from mnist_study.model import build_optimizer, compile_model
 
 log = logging.getLogger(__name__)
 
@@ -112,12 +114,6 @@ def split_tensors(split: Split) -> dict[str, tf.Tensor | None]:
     return cached[1]
 
 
-# Configs logged before `train.loop` existed were trained by Keras's `fit`; rerunning one must take the same path.
-LOOP_BEFORE_THE_KEY_EXISTED = "keras"
-# Configs logged before `train.jit_compile_scoring` existed scored with XLA whenever they trained with it.
-SCORING_BEFORE_THE_KEY_EXISTED = True
-
-
 def train(cfg: DictConfig, callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, Any]:
     """Train the configured network and score it on the test set.
 
@@ -126,29 +122,24 @@ def train(cfg: DictConfig, callbacks: Sequence[keras.callbacks.Callback] = ()) -
     timings in seconds.
     """
     started = time.perf_counter()
-    loop = cfg.train.get("loop", LOOP_BEFORE_THE_KEY_EXISTED)
+    loop = cfg.train.loop
     if loop == "keras" and cfg.train.jit_compile is True and cfg.train.deterministic:
         # Keras quietly drops XLA when op determinism is on; a run must not claim a setting it did not use.
         raise ValueError(
             "train.jit_compile=true with train.loop=keras needs train.deterministic=false: "
             "Keras disables XLA under op determinism"
         )
-    split = make_split(
-        val_size=cfg.data.val_size,
-        train_subset=cfg.data.train_subset,
-        fit_on=cfg.data.fit_on,
-        cache=cfg.data.cache,
-    )
-    set_threads(cfg.train.get("intra_op_threads"), cfg.train.get("inter_op_threads"))
+    split: Split = instantiate(cfg.data)
+    set_threads(cfg.train.intra_op_threads, cfg.train.inter_op_threads)
     set_determinism(cfg.seed, cfg.train.deterministic)
     data = split_tensors(split)
-    model = build_model(cfg.model.units, cfg.model.activation, cfg.model.dropout)
-    optimizer = build_optimizer(OmegaConf.to_container(cfg.optimizer, resolve=True))
+    model = instantiate(cfg.model)
+    optimizer = build_optimizer(cfg.optimizer)
     validation = (data["x_val"], data["y_val"]) if data["x_val"] is not None else None
     fit_and_evaluate = fit_in_epochs if loop == "graph" else fit_with_keras
     prepared = time.perf_counter()
     history, (test_loss, test_accuracy, test_confusion), fitted = fit_and_evaluate(
-        cfg, model, optimizer, data, validation, callbacks
+        Fit(cfg, model, optimizer, data, validation, tuple(callbacks))
     )
     finished = time.perf_counter()
     return {
@@ -163,6 +154,19 @@ def train(cfg: DictConfig, callbacks: Sequence[keras.callbacks.Callback] = ()) -
     }
 
 
+@dataclass(frozen=True)
+class Fit:
+    """What a training path (`fit_in_epochs`, `fit_with_keras`) needs: the config, the built network and
+    optimizer, the split as tensors, the validation pair (None without a hold-out) and the callbacks."""
+
+    cfg: DictConfig
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    data: dict[str, tf.Tensor | None]
+    validation: tuple[tf.Tensor, tf.Tensor] | None
+    callbacks: tuple[keras.callbacks.Callback, ...]
+
+
 # What a training path returns: the per-epoch history, (test loss, test accuracy, test confusion matrix), and when
 # fitting ended.
 Fitted = tuple[dict[str, list[float]], tuple[float, float, np.ndarray], float]
@@ -171,9 +175,9 @@ Fitted = tuple[dict[str, list[float]], tuple[float, float, np.ndarray], float]
 def use_xla(cfg: DictConfig) -> bool:
     """Whether the epoch loop is compiled by XLA: `train.jit_compile`, where `auto` means "where it helps".
 
-    XLA fuses the tutorial network's small element-wise ops and fits it about 15 % faster, but its random numbers
-    on CPU make a Dropout layer about 7 times slower (benchmarks/README.md), so `auto` leaves dropout models to
-    TensorFlow's own kernels. Either way, the same seed gives the same numbers.
+    XLA fuses the tutorial network's small element-wise ops and fits it faster, but its random numbers on CPU make
+    a Dropout layer several times slower (benchmarks/README.md has both measurements), so `auto` leaves dropout
+    models to TensorFlow's own kernels. Either way, the same seed gives the same numbers.
     """
     if cfg.train.jit_compile == "auto":
         return not cfg.model.dropout
@@ -186,53 +190,43 @@ def use_xla_for_scoring(cfg: DictConfig) -> bool:
     Only where training is, and only if `train.jit_compile_scoring` asks: a forward pass gains nothing measurable
     from XLA, while each data set size (validation, test) costs a compile in every trial (benchmarks/README.md).
     """
-    return use_xla(cfg) and bool(cfg.train.get("jit_compile_scoring", SCORING_BEFORE_THE_KEY_EXISTED))
+    return use_xla(cfg) and bool(cfg.train.jit_compile_scoring)
 
 
-def fit_in_epochs(
-    cfg: DictConfig,
-    model: keras.Model,
-    optimizer: keras.optimizers.Optimizer,
-    data: dict[str, tf.Tensor | None],
-    validation: tuple[tf.Tensor, tf.Tensor] | None,
-    callbacks: Sequence[keras.callbacks.Callback],
-) -> Fitted:
+def fit_in_epochs(fit: Fit) -> Fitted:
     """`train.loop=graph`: one TensorFlow call per epoch (see `epoch_loop`), compiled by XLA as `use_xla` and
     `use_xla_for_scoring` say."""
-    loop = EpochLoop(model, optimizer, jit_compile=use_xla(cfg), jit_compile_scoring=use_xla_for_scoring(cfg))
+    cfg, data = fit.cfg, fit.data
+    loop = EpochLoop(
+        fit.model, fit.optimizer, jit_compile=use_xla(cfg), jit_compile_scoring=use_xla_for_scoring(cfg)
+    )
     history = loop.fit(
         data["x_fit"],
         data["y_fit"],
         epochs=cfg.train.epochs,
         batch_size=cfg.train.batch_size,
         seed=cfg.seed,
-        validation=validation,
+        validation=fit.validation,
         validation_batch_size=cfg.train.eval_batch_size,
-        callbacks=callbacks,
+        callbacks=fit.callbacks,
         verbose=cfg.train.verbose,
     )
     fitted = time.perf_counter()
     return history, loop.evaluate(data["x_test"], data["y_test"], cfg.train.eval_batch_size), fitted
 
 
-def fit_with_keras(
-    cfg: DictConfig,
-    model: keras.Model,
-    optimizer: keras.optimizers.Optimizer,
-    data: dict[str, tf.Tensor | None],
-    validation: tuple[tf.Tensor, tf.Tensor] | None,
-    callbacks: Sequence[keras.callbacks.Callback],
-) -> Fitted:
+def fit_with_keras(fit: Fit) -> Fitted:
     """`train.loop=keras`: Keras's own `fit` and `evaluate`, `train.steps_per_execution` batches per call."""
-    compile_model(model, optimizer, cfg.train.steps_per_execution, cfg.train.jit_compile)
+    cfg, data, model = fit.cfg, fit.data, fit.model
+    compile_model(model, fit.optimizer, cfg.train.steps_per_execution, cfg.train.jit_compile)
     history = model.fit(
         data["x_fit"],
         data["y_fit"],
         epochs=cfg.train.epochs,
         batch_size=cfg.train.batch_size,
-        validation_data=validation,
+        validation_data=fit.validation,
         validation_batch_size=cfg.train.eval_batch_size,
-        callbacks=[StopOnNonFiniteLoss(), *callbacks],
+        callbacks=[StopOnNonFiniteLoss(), *fit.callbacks],
         verbose=cfg.train.verbose,
     )
     fitted = time.perf_counter()

@@ -15,6 +15,7 @@ from mnist_study.report import content, document, environment, refit, results, s
 from mnist_study.report.rerun import RerunResult, rerun_in_subprocess
 from mnist_study.report.results import Row
 from mnist_study.report.selection import ReportError
+from mnist_study.sweep.trials import MLFLOW_RUN_ATTR
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def with_parent(cfg: DictConfig, parent_run_id: str | None) -> DictConfig:
 def check_rerun(cfg: DictConfig, study: optuna.Study) -> RerunResult | None:
     """Re-derive the best variant's logged trial run in a fresh process (or say why it cannot be)."""
     best = selection.top_trials(study, 1)
-    run_id = best[0].user_attrs.get("mlflow_run_id") if best else None
+    run_id = best[0].user_attrs.get(MLFLOW_RUN_ATTR) if best else None
     if run_id is None:
         return None
     started = time.perf_counter()

@@ -9,11 +9,13 @@ import optuna
 from omegaconf import DictConfig
 from optuna.trial import TrialState
 
+from mnist_study.paths import portable
 from mnist_study.report import figures, selection
 from mnist_study.report.document import Block, Code, Heading, Image, Paragraph, Table
 from mnist_study.report.environment import Fact
 from mnist_study.report.rerun import RerunResult, command
 from mnist_study.report.results import Row, p_text, pct, signed_pp
+from mnist_study.secrets import redact
 
 STATISTICS = (
     "Each configuration is refitted on the full training set (no validation hold-out) once per seed and scored "
@@ -154,7 +156,7 @@ def selection_section(cfg: DictConfig, study: optuna.Study, table: Sequence[Row]
         for row in table
         if row.candidate.trial is not None and row.candidate.role != "replica"
     )
-    storage = shlex.quote(str(cfg.storage))
+    storage = shlex.quote(portable(redact(str(cfg.storage))))
     return [
         Heading("Which configurations"),
         Paragraph(
@@ -212,10 +214,7 @@ def rerun_section(cfg: DictConfig, rerun: RerunResult | None) -> list[Block]:
             f"accuracy per epoch, test loss and accuracy) compared with the rerun's: **{rerun.verdict}**."
         )
     )
-    shown = [
-        arg if arg != command(cfg.tracking.uri, rerun.run_id)[0] else "python"
-        for arg in command(cfg.tracking.uri, rerun.run_id)
-    ]
+    shown = ["python", *command(portable(redact(cfg.tracking.uri)), rerun.run_id)[1:]]
     out.append(Code(shlex.join(shown)))
     return out
 

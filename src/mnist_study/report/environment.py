@@ -6,7 +6,6 @@ Each fact comes with the shell command that reads it again, so a reader can chec
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import os
 import platform
 from dataclasses import dataclass
@@ -15,8 +14,8 @@ from omegaconf import DictConfig
 
 from mnist_study.data import ARRAY_SHA256, array_sha256, load_mnist
 from mnist_study.paths import PROJECT_ROOT
+from mnist_study.provenance import git_state, package_versions
 
-PACKAGES = ("tensorflow", "keras", "hydra-core", "optuna", "mlflow", "numpy", "pandas")
 PY = ".venv/bin/python -c"
 
 
@@ -51,12 +50,9 @@ def facts(cfg: DictConfig) -> list[Fact]:
     import tensorflow as tf
     from tensorflow.python.framework import config as tf_config
 
-    from mnist_study.tracking import git_state
-
     commit, dirty = git_state()
     rows = [Fact("python", platform.python_version(), f"{PY} 'import platform; print(platform.python_version())'")]
-    for package in PACKAGES:
-        version = importlib.metadata.version(package)
+    for package, version in package_versions().items():
         rows.append(
             Fact(package, version, f"{PY} 'import importlib.metadata as m; print(m.version(\"{package}\"))'")
         )
@@ -87,7 +83,7 @@ def facts(cfg: DictConfig) -> list[Fact]:
     arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
     for name, array in arrays.items():
         digest = array_sha256(array)
-        status = "matches DESIGN.md" if digest == ARRAY_SHA256[name] else "DOES NOT MATCH DESIGN.md"
+        status = "as expected" if digest == ARRAY_SHA256[name] else "NOT the expected data"
         rows.append(
             Fact(
                 f"{name} sha256 ({status})",

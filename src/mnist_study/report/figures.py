@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import io
-import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 
@@ -12,6 +11,8 @@ matplotlib.use("Agg")  # Figures are files; no display is needed or wanted.
 
 import matplotlib.pyplot as plt
 import optuna
+
+from mnist_study.plots import optuna_figure
 
 TUTORIAL_CLAIM = 0.975
 
@@ -65,18 +66,9 @@ def learning_curves(curves: Mapping[str, Mapping[int, float]], metric: str) -> b
     return png(figure)
 
 
-def optuna_plot(plot: Callable[[optuna.Study], object], study: optuna.Study) -> bytes:
-    """One of Optuna's matplotlib plots, without its experimental-API and empty-legend warnings."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        axes = plot(study)
-    return png(axes.figure)
-
-
 def optimization_history(study: optuna.Study) -> bytes:
-    return optuna_plot(optuna.visualization.matplotlib.plot_optimization_history, study)
+    return png(optuna_figure(optuna.visualization.matplotlib.plot_optimization_history, study))
 
 
 def param_importances(study: optuna.Study) -> bytes:
-    return optuna_plot(optuna.visualization.matplotlib.plot_param_importances, study)
+    return png(optuna_figure(optuna.visualization.matplotlib.plot_param_importances, study))

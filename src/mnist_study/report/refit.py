@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from hydra import compose
 from omegaconf import DictConfig
 
+from mnist_study.checks import validate
 from mnist_study.report.selection import Candidate
-from mnist_study.validation import validate
 
 # What makes a run a refit: no validation hold-out (fit on all training images). With no validation split the
 # study's objective (val_accuracy) does not exist, and nothing is selected on a refit, so its objective is the
@@ -84,9 +84,8 @@ def run_refit(refit: Refit, report_run_id: str, study_name: str) -> RefitResult:
     """Train one refit inside its own MLflow run, a child of the report run, tagged `report`."""
     from omegaconf import open_dict
 
-    from mnist_study.job import protocol
-    from mnist_study.tracking import tracked_run
-    from mnist_study.train import train
+    from mnist_study.describe import protocol
+    from mnist_study.tracked_training import train_tracked
 
     cfg = refit.cfg.copy()
     with open_dict(cfg):
@@ -102,19 +101,12 @@ def run_refit(refit: Refit, report_run_id: str, study_name: str) -> RefitResult:
     }
     started = time.perf_counter()
     name = f"{refit.candidate.label} seed={refit.seed}"
-    with tracked_run(cfg, name, tags=tags) as tracked:
-        result = train(cfg, callbacks=[tracked.epoch_logger()])
-        tracked.log_metrics(
-            {
-                "test_loss": result["test_loss"],
-                "test_accuracy": result["test_accuracy"],
-                "epochs_run": result["epochs_run"],
-                "fit_seconds": result["fit_seconds"],
-            }
-        )
+    what = f"A refit of {refit.candidate.label} at seed {refit.seed}, for the report on study `{study_name}`."
+    trained = train_tracked(cfg, name, tags, what=what)
+    result = trained.result
     return RefitResult(
         refit,
-        tracked.run_id,
+        trained.run_id,
         result["test_accuracy"],
         result["test_loss"],
         result["history"],

@@ -13,17 +13,16 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from mlflow.tracking import MlflowClient
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import open_dict
 
+from mnist_study import logged_config
+from mnist_study.metrics import FINAL_METRICS, HISTORY_METRICS
 from mnist_study.paths import PROJECT_ROOT
 
-HISTORY_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
-FINAL_METRICS = ("test_loss", "test_accuracy")
 DIFFERS_EXIT = 3
 # Metrics as `{name: {step: value}}`; final metrics sit at step 0, history metrics at step = epoch.
 Metrics = dict[str, dict[int, float]]
@@ -41,20 +40,6 @@ class RerunResult:
     compared: int
     logged: Metrics
     rerun: Metrics
-
-
-def logged_config(client: MlflowClient, run_id: str) -> DictConfig:
-    """The resolved config the run logged, ready to train again outside any sweep and any tracking."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = client.download_artifacts(run_id, "config.yaml", folder)
-        cfg = OmegaConf.load(path)
-    if not isinstance(cfg, DictConfig) or "seed" not in cfg:
-        raise ValueError(f"run {run_id}: its config.yaml holds no seed; it cannot be re-derived")
-    with open_dict(cfg):
-        # A rerun reports to no Optuna trial and under no parent; it only trains.
-        if "trial" in cfg:
-            cfg.trial.number = None
-    return cfg
 
 
 def logged_metrics(client: MlflowClient, run_id: str) -> Metrics:
@@ -113,7 +98,7 @@ def rerun_here(tracking_uri: str, run_id: str) -> RerunResult:
     # A progress bar for one small file is noise on the report's output.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     client = MlflowClient(tracking_uri=tracking_uri)
-    cfg = logged_config(client, run_id)
+    cfg = logged_config.load(client, run_id)
     logged = logged_metrics(client, run_id)
     import mnist_study.quiet_tensorflow  # noqa: F401  (before keras, so its start-up noise stays hidden)
     from mnist_study.train import train

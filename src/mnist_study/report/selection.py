@@ -12,11 +12,8 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from mnist_study.search_space import format_value
-from mnist_study.studies import PARENT_RUN_ATTR, open_storage
-
-# Trial user attr the sweeper sets on the trial it enqueued as the configured baseline.
-BASELINE_ATTR = "baseline"
+from mnist_study.sweep.storage import open_storage
+from mnist_study.sweep.trials import BASELINE_ATTR, PARENT_RUN_ATTR, trial_overrides
 
 
 class ReportError(ValueError):
@@ -47,15 +44,6 @@ def parent_run_id(study: optuna.Study) -> str | None:
     return study.user_attrs.get(PARENT_RUN_ATTR)
 
 
-def trial_overrides(trial: FrozenTrial) -> tuple[str, ...]:
-    """The overrides that reproduce a trial: what the command line fixed, then what Optuna sampled."""
-    fixed = {
-        key.removeprefix("fixed."): value for key, value in trial.user_attrs.items() if key.startswith("fixed.")
-    }
-    values = {**fixed, **trial.params}
-    return tuple(f"{key}={format_value(value)}" for key, value in values.items())
-
-
 def baseline_trial(study: optuna.Study) -> FrozenTrial | None:
     """The COMPLETE trial the sweeper enqueued as the baseline (trial 0 when the space contains the baseline)."""
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
@@ -84,14 +72,14 @@ def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
 def candidates(study: optuna.Study, k: int) -> list[Candidate]:
     """Seed replica, baseline, then the top k trials.
 
-    The replica is the baseline's hyperparameters under the tutorial's protocol (`+experiment=seed_replica`:
+    The replica is the baseline's hyperparameters under the tutorial's protocol (`+experiments=seed_replica`:
     fit on the test set), so that it differs from the baseline row in the protocol alone.
     """
     baseline = baseline_trial(study)
     base = trial_overrides(baseline) if baseline is not None else ()
     label = f"baseline (trial {baseline.number})" if baseline is not None else "baseline (config defaults)"
     rows = [
-        Candidate("seed_replica (fits on test)", "replica", ("+experiment=seed_replica", *base), baseline),
+        Candidate("seed_replica (fits on test)", "replica", ("+experiments=seed_replica", *base), baseline),
         Candidate(label, "baseline", base, baseline),
     ]
     rows += [

@@ -14,23 +14,28 @@ import json
 import logging
 import os
 import time
-import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # Plots are files; no display is needed or wanted.
-
-import matplotlib.pyplot as plt
 import optuna
 from mlflow.entities import Metric, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from mnist_study.studies import HOST, PARENT_RUN_ATTR, PID, count_verdicts, open_storage, this_host
-from mnist_study.tracking import environment_tags, get_or_create_experiment, mlflow_client, redact
+from mnist_study.plots import log_figure, study_figures
+from mnist_study.provenance import environment_tags
+from mnist_study.secrets import redact
+from mnist_study.sweep.storage import open_storage
+from mnist_study.sweep.trials import (
+    HOST,
+    PARENT_RUN_ATTR,
+    PID,
+    count_verdicts,
+    this_host,
+    trial_values,
+)
+from mnist_study.tracking import get_or_create_experiment, mlflow_client
 
 log = logging.getLogger(__name__)
 
@@ -114,70 +119,17 @@ class ParentRun:
             best = study.best_trial
             metrics += [Metric(f"best_{objective}", float(best.value), now, step)]
             metrics += [Metric("best_trial", float(best.number), now, step)]
-            params = {**fixed_params(best), **best.params}
+            params = trial_values(best)
             tags += [RunTag("best.trial", str(best.number)), RunTag("best.params", json.dumps(params))]
             self.client.log_dict(self.run_id, {"number": best.number, "value": best.value, **params}, "best.json")
         self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
         self.client.log_text(self.run_id, study.trials_dataframe().to_csv(index=False), "trials.csv")
-        self._log_plots(study, complete, objective)
+        self._log_plots(study, objective)
 
-    def _log_plots(self, study: optuna.Study, complete: list[optuna.trial.FrozenTrial], objective: str) -> None:
-        """Plots need COMPLETE trials (importances need two); each is best effort and never fails the sweep."""
-        plots: dict[str, Callable[[], plt.Figure]] = {}
-        if complete:
-            plots["plots/optimization_history.png"] = lambda: plot_figure(
-                optuna.visualization.matplotlib.plot_optimization_history, study
-            )
-            plots["plots/accuracy_vs_width.png"] = lambda: accuracy_vs_width(complete, objective)
-        if len(complete) >= 2:
-            plots["plots/param_importances.png"] = lambda: plot_figure(
-                optuna.visualization.matplotlib.plot_param_importances, study
-            )
-        for name, draw in plots.items():
-            try:
-                figure = draw()
-                figure.tight_layout()
-                self.client.log_figure(self.run_id, figure, name)
-            except (ValueError, RuntimeError, KeyError, ZeroDivisionError) as error:
-                log.debug("skipped %s: %s", name, error)
-            finally:
-                plt.close("all")
-
-
-def plot_figure(plot: Callable[[optuna.Study], Any], study: optuna.Study) -> plt.Figure:
-    """An Optuna matplotlib plot's figure, without its experimental-API and empty-legend warnings."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        return plot(study).figure
-
-
-def fixed_params(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
-    """Parameters the command line fixed for this trial (recorded as `fixed.<key>` user attrs)."""
-    return {
-        key.removeprefix("fixed."): value for key, value in trial.user_attrs.items() if key.startswith("fixed.")
-    }
-
-
-def accuracy_vs_width(trials: list[optuna.trial.FrozenTrial], objective: str) -> plt.Figure:
-    """The objective against the hidden layer's width, one colour per optimizer."""
-    if not trials:
-        raise ValueError("no COMPLETE trials yet")
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    by_optimizer: dict[str, list[tuple[float, float]]] = {}
-    for trial in trials:
-        params = {**fixed_params(trial), **trial.params}
-        units = params.get("model.units", 512)
-        by_optimizer.setdefault(str(params.get("optimizer", "rmsprop")), []).append((float(units), trial.value))
-    for optimizer, points in sorted(by_optimizer.items()):
-        xs, ys = zip(*points, strict=True)
-        axes.scatter(xs, ys, label=optimizer, alpha=0.8)
-    axes.set_xscale("log", base=2)
-    axes.set_xlabel("model.units (hidden layer width)")
-    axes.set_ylabel(objective)
-    axes.set_title(f"{objective} vs width, by optimizer (COMPLETE trials)")
-    axes.legend(title="optimizer")
-    return figure
+    def _log_plots(self, study: optuna.Study, objective: str) -> None:
+        """The study's figures; each is best effort and never fails the sweep (see `plots.log_figure`)."""
+        for artifact, draw in study_figures(study, objective).items():
+            log_figure(self.client, self.run_id, draw, artifact)
 
 
 def _wait_for_parent_id(study: optuna.Study) -> str | None:

@@ -13,11 +13,13 @@ import keras
 import optuna
 from hydra.utils import instantiate
 
-from mnist_study.studies import HOST, PID, PRUNER_ATTR, open_storage, this_host, trial_id
+from mnist_study.sweep.storage import open_storage
+from mnist_study.sweep.trials import HOST, MLFLOW_RUN_ATTR, PID, PRUNER_ATTR, this_host, trial_id
 
 
-def connect_trial(study_name: str, storage_url: str, number: int) -> optuna.Trial:
-    """The live trial `number` of a study, with the study's pruner, and this process recorded as its worker."""
+def connect_trial(study_name: str, storage_url: str, number: int, mlflow_run_id: str) -> optuna.Trial:
+    """The live trial `number` of a study, with the study's pruner, this process recorded as its worker and
+    `mlflow_run_id` as the MLflow run that tracks it."""
     storage = open_storage(storage_url)
     identifier = trial_id(storage, study_name, number)
     pruner_config = storage.get_trial_system_attrs(identifier).get(PRUNER_ATTR)
@@ -30,6 +32,7 @@ def connect_trial(study_name: str, storage_url: str, number: int) -> optuna.Tria
     # The worker that trains is the one whose death would orphan the trial (another launcher may use another host).
     trial.set_user_attr(HOST, this_host())
     trial.set_user_attr(PID, os.getpid())
+    trial.set_user_attr(MLFLOW_RUN_ATTR, mlflow_run_id)
     return trial
 
 

@@ -3,32 +3,28 @@
 `choice(...)` becomes a categorical, `range(a, b[, step])` an int or float distribution whose high end is the last
 element of the range (the stop is excluded, as in Python), `interval(a, b)` a float distribution (an int one under
 `int(...)`), and `tag(log, ...)` makes it log-scaled. Parsing uses Hydra's own override parser, so a space reads
-exactly like a command line. This module never imports TensorFlow.
+exactly like a command line. Before the first trial, `check_space` tries every value the space can produce
+against the job's own checks. This module never imports TensorFlow.
 """
 
 from __future__ import annotations
 
+import copy
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep, Transformer
+from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-# Suffixes of the metrics a study may optimize, and which way is better.
-_MAXIMIZED = ("accuracy",)
-_MINIMIZED = ("loss",)
+from mnist_study.checks import CHECKS, ConfigError, check_tracking
 
-
-def direction_for(objective: str) -> str:
-    """`maximize` for accuracies, `minimize` for losses; anything else is a configuration error."""
-    if objective.endswith(_MAXIMIZED):
-        return "maximize"
-    if objective.endswith(_MINIMIZED):
-        return "minimize"
-    raise ValueError(f"objective {objective!r} is neither an accuracy nor a loss; cannot tell which way is better")
+SPACE_GRAMMAR = (
+    "choice(a, b, ...), range(start, stop[, step]), interval(low, high) with low < high, int(...), tag(log, ...)"
+)
 
 
 @dataclass(frozen=True)
@@ -141,3 +137,95 @@ def in_distribution(value: Any, distribution: BaseDistribution) -> bool:
         steps = (value - distribution.low) / distribution.step
         return inside and math.isclose(steps, round(steps), abs_tol=1e-8)
     return False
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checks before the first trial: every expression is a distribution, and every value it can produce a valid config.
+
+
+def check_space(
+    params: Mapping[str, str],
+    arguments: Sequence[str],
+    groups: Mapping[str, Sequence[str]],
+    compose: Callable[[list[str]], DictConfig],
+) -> None:
+    """Raise ConfigError for the first expression or value of the space that cannot make a valid job config.
+
+    `compose(overrides)` builds a job's config the way the launcher will. Each parameter is tried alone at the ends
+    of its range (and at every choice of a categorical), so the message names the parameter and value at fault.
+    """
+    check_expressions(params, arguments)
+    space = parse_space(params, arguments)
+    base: DictConfig | None = None  # Composed on first need, then shared by every plain key.
+    for key, distribution in space.distributions.items():
+        for value in values_to_try(distribution):
+            expression = space.expressions[key]
+            try:
+                if key in groups:
+                    # A group's option is a different file: only Hydra can say whether it composes.
+                    config = compose(space.job_overrides({key: value}))
+                else:
+                    # A plain key is set on one composed config: a compose costs about as much as the checks of
+                    # every value together.
+                    base = base if base is not None else compose(space.job_overrides({}))
+                    config = with_value(base, key, value)
+            except Exception as error:  # Hydra raises several types; each means this value cannot compose.
+                raise ConfigError(composition_error(expression, key, value, groups, error)) from None
+            check_job_config(config, expression, value)
+
+
+def check_expressions(params: Mapping[str, str], arguments: Sequence[str]) -> None:
+    """Every sweep expression, configured or given on the command line, must be an Optuna distribution."""
+    parser = OverridesParser.create()
+    # The command line replaces a configured expression for the same key, as in `parse_space`.
+    lines = {key: f"{key}={value}" for key, value in params.items()}
+    for line in arguments:
+        lines[parser.parse_override(line).get_key_element()] = line
+    for line in lines.values():
+        override = parser.parse_override(line)
+        if not override.is_sweep_override():
+            continue
+        try:
+            to_distribution(override)
+        except (ValueError, TypeError) as error:
+            raise ConfigError(f"{line}: cannot be an Optuna distribution ({error}); use {SPACE_GRAMMAR}") from None
+
+
+def values_to_try(distribution: BaseDistribution) -> list[Any]:
+    """Every choice of a categorical; both ends of a range."""
+    if isinstance(distribution, CategoricalDistribution):
+        return list(distribution.choices)
+    return [distribution.low, distribution.high]
+
+
+def check_job_config(config: DictConfig, expression: str, value: Any) -> None:
+    """The job checks on one trial's config; the store was checked once already, on the base config."""
+    try:
+        for check in CHECKS:
+            if check is not check_tracking:
+                check(config)
+    except ConfigError as error:
+        raise ConfigError(f"{expression}: the value {format_value(value)} gives {error}") from None
+
+
+def with_value(config: DictConfig, key: str, value: Any) -> DictConfig:
+    """A copy of `config` with the existing `key` set to `value`, as the override `key=value` would set it."""
+    missing = object()
+    if OmegaConf.select(config, key, default=missing, throw_on_missing=False) is missing:
+        raise ValueError(f"Could not override '{key}'. Key '{key}' is not in the config")
+    changed = copy.deepcopy(config)  # DictConfig.copy() shares nested nodes, so it would change `config` too.
+    OmegaConf.update(changed, key, value, merge=False)
+    return changed
+
+
+def composition_error(
+    expression: str, key: str, value: Any, groups: Mapping[str, Sequence[str]], error: Exception
+) -> str:
+    """One line for a trial config Hydra cannot compose: an option a group lacks, or a key the config lacks."""
+    if key in groups:
+        return f"{expression}: {key}={format_value(value)} is not an option; one of {', '.join(groups[key])}"
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return (
+        f"{expression}: {key} is not a key of the config; sample a key it has (e.g. model.units) or a config "
+        f"group ({', '.join(sorted(groups))}) [{reason}]"
+    )

@@ -2,100 +2,74 @@
 
 Several sweep processes may share one study (a journal file on one host, PostgreSQL across hosts). Together they
 finish exactly `n_trials` counted trials: a worker asks only while counted plus running trials fall short, and a
-trial whose rank (see `studies.rank`) has reached `n_trials` is closed as an uncounted FAIL before it ever runs.
+trial whose rank (see `trials.rank`) has reached `n_trials` is closed as an uncounted FAIL before it ever runs.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import io
 import logging
 import math
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import optuna
+from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import HydraException
 from hydra.plugins.launcher import Launcher
-from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from hydra.utils import instantiate
 from mlflow.entities import RunStatus
-from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy.exc import SQLAlchemyError
 
-from mnist_study import studies
-from mnist_study.search_space import SearchSpace, direction_for, format_value, in_distribution, parse_space
-from mnist_study.seeded_sampler import TrialSeededSampler
-from mnist_study.validation import StoreFailure
-
-# Errors of a failing store: MLflow wraps its database errors; Optuna's RDB storage raises SQLAlchemy's or its own.
-STORE_ERRORS = (MlflowException, SQLAlchemyError, optuna.exceptions.StorageInternalError)
+from mnist_study.metrics import direction_for
+from mnist_study.secrets import redact
+from mnist_study.sweep import trials
+from mnist_study.sweep.parent_run import ParentRun
+from mnist_study.sweep.sampling import make_sampler
+from mnist_study.sweep.settings import SweepSettings
+from mnist_study.sweep.space import SearchSpace, format_value, in_distribution, parse_space
+from mnist_study.sweep.storage import open_storage
+from mnist_study.sweep.stores import STORE_ERRORS, StoreFailure, first_line, job_store_error, store_failure_text
 
 log = logging.getLogger(__name__)
 
 
-class StudySweeper(Sweeper):
-    """Ask Optuna for a trial, run it as a Hydra job, tell Optuna its verdict; until the study holds n_trials."""
+class StudySweeper:
+    """Ask Optuna for a trial, run it as a Hydra job, tell Optuna its verdict; until the study holds n_trials.
+
+    Built by the Hydra plugin (`hydra_plugins.mnist_study_sweeper`) once its checks have passed.
+    """
 
     def __init__(
-        self,
-        study_name: str,
-        storage: str,
-        n_trials: int,
-        sampler: DictConfig | None,
-        pruner: DictConfig | None,
-        params: Mapping[str, str] | None,
-        grace_period_s: float,
+        self, settings: SweepSettings, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
-        if not study_name:
-            raise ValueError("hydra.sweeper.study_name must not be empty")
-        if n_trials < 1:
-            raise ValueError(f"hydra.sweeper.n_trials must be at least 1, got {n_trials}")
-        if grace_period_s <= 0:
-            raise ValueError(f"hydra.sweeper.grace_period_s must be positive, got {grace_period_s}")
-        self.study_name = study_name
-        self.storage_url = storage
-        self.n_trials = n_trials
-        self.sampler_config = _plain(sampler)
-        self.pruner_config = _plain(pruner)
-        self.params = {str(key): str(value) for key, value in (params or {}).items()}
-        self.grace = dt.timedelta(seconds=grace_period_s)
-        self.config: DictConfig | None = None
-        self.launcher: Launcher | None = None
-        self.hydra_context: HydraContext | None = None
-
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        from hydra.core.plugins import Plugins
-
+        self.settings = settings
         self.config = config
-        self.hydra_context = hydra_context
-        self.launcher = Plugins.instance().instantiate_launcher(
+        self.launcher: Launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
 
     def sweep(self, arguments: list[str]) -> None:
         """Run trials until the study holds `n_trials` counted verdicts, then summarise it in MLflow."""
-        from mnist_study.study_tracking import ParentRun  # MLflow and matplotlib load only when sweeping.
-
-        config = self._config()
+        config = self.config
         quiet_per_job_logging()
-        space = parse_space(self.params, arguments)
+        settings = self.settings
+        space = parse_space(settings.params, arguments)
         objective = str(config.objective)
-        storage = studies.open_storage(self.storage_url)
-        study, created = open_study(self.study_name, storage, direction_for(objective))
-        print(f"study {self.study_name} ({direction_for(objective)} {objective}) in {self._shown_storage()}")
-        parent = ParentRun.open(
-            study, created, OmegaConf.to_container(config.tracking, resolve=True), self.storage_url
+        storage = open_storage(settings.storage)
+        study, created = open_study(settings.study_name, storage, direction_for(objective))
+        print(
+            f"study {settings.study_name} ({direction_for(objective)} {objective}) in {redact(settings.storage)}"
         )
+        tracking = OmegaConf.to_container(config.tracking, resolve=True)
+        parent = ParentRun.open(study, created, tracking, settings.storage)
         if created:
             enqueue_baseline(study, space, baseline_values(config, space))
         parent.log_space({**space.expressions, **space.fixed})
@@ -110,7 +84,7 @@ class StudySweeper(Sweeper):
             raise
         except STORE_ERRORS as error:
             # A store that fails mid-sweep stops the sweep: every trial run now would fail for the same reason.
-            raise StoreFailure(store_failure_text(error, config.tracking.uri, self.storage_url)) from error
+            raise StoreFailure(store_failure_text(error, config.tracking.uri, settings.storage)) from error
         finally:
             try:
                 parent.log_summary(study, objective)
@@ -120,26 +94,6 @@ class StudySweeper(Sweeper):
                 parent.close(status)
             except STORE_ERRORS as error:  # The next sweep process reopens the parent; say how this one ended.
                 log.warning("could not close the study's MLflow run: %s", first_line(error))
-
-    def _config(self) -> DictConfig:
-        if self.config is None or self.launcher is None:
-            raise ValueError("the sweeper was not set up by Hydra")
-        return self.config
-
-    def _shown_storage(self) -> str:
-        from mnist_study.tracking import redact
-
-        return redact(self.storage_url)
-
-    def make_sampler(self) -> optuna.samplers.BaseSampler:
-        """The configured sampler; a seeded one is reseeded from each trial's number (see seeded_sampler)."""
-        if self.sampler_config is None:
-            return optuna.samplers.TPESampler()
-        config = dict(self.sampler_config)
-        seed = config.pop("seed", None)
-        if seed is None:
-            return instantiate(config)
-        return TrialSeededSampler(lambda trial_seed: instantiate(config, seed=trial_seed), int(seed))
 
 
 class _Loop:
@@ -151,10 +105,11 @@ class _Loop:
         study: optuna.Study,
         storage: optuna.storages.BaseStorage,
         space: SearchSpace,
-        parent: Any,
+        parent: ParentRun,
         objective: str,
     ) -> None:
         self.sweeper = sweeper
+        self.settings = sweeper.settings
         self.study = study
         self.storage = storage
         self.space = space
@@ -163,30 +118,29 @@ class _Loop:
         self.durations: list[float] = []
 
     def run(self) -> None:
-        n_trials = self.sweeper.n_trials
-        self.study.sampler = self.sweeper.make_sampler()
+        n_trials = self.settings.n_trials
+        self.study.sampler = make_sampler(self.settings.sampler)
         while True:
             # A worker may die at any time (Optuna's ask/tell has no heartbeat): look for orphans before each ask.
             self._recover_orphans()
-            trials = self.study.get_trials(deepcopy=False)
-            verdicts = studies.count_verdicts(trials)
-            if verdicts + studies.count_running(trials) >= n_trials:
+            so_far = self.study.get_trials(deepcopy=False)
+            if trials.count_verdicts(so_far) + trials.count_running(so_far) >= n_trials:
                 break
             trial = self.study.ask(self.space.distributions)
-            if studies.rank(self.study.get_trials(deepcopy=False), trial.number) >= n_trials:
+            if trials.rank(self.study.get_trials(deepcopy=False), trial.number) >= n_trials:
                 self._discard(trial, "surplus: other workers already hold the last trials of the budget")
                 continue
             self._run_trial(trial)
-        done = studies.count_verdicts(self.study.get_trials(deepcopy=False))
+        done = trials.count_verdicts(self.study.get_trials(deepcopy=False))
         print(f"study {self.study.study_name}: {done}/{n_trials} trials have a verdict; {self._best_text()}")
 
     def _recover_orphans(self) -> None:
         """Fail dead workers' trials (uncounted), queue their params again and close their MLflow runs KILLED."""
-        for trial in studies.recover_orphans(self.study, self.storage, self.sweeper.grace):
-            reason = studies.orphan_reason(trial, self.sweeper.grace)
-            self.parent.close_orphan(trial.user_attrs.get("mlflow_run_id"))
+        for trial in trials.recover_orphans(self.study, self.storage, self.settings.grace):
+            reason = trials.orphan_reason(trial, self.settings.grace)
+            self.parent.close_orphan(trial.user_attrs.get(trials.MLFLOW_RUN_ATTR))
             print(
-                f"trial {trial.number}/{self.sweeper.n_trials} FAIL {reason} (uncounted; its params queued again)"
+                f"trial {trial.number}/{self.settings.n_trials} FAIL {reason} (uncounted; its params queued again)"
             )
 
     def _run_trial(self, trial: optuna.Trial) -> None:
@@ -210,42 +164,42 @@ class _Loop:
             raise failure
         state, value, reason = verdict(result)
         if reason:
-            trial.set_user_attr(studies.FAIL_REASON, reason)
+            trial.set_user_attr(trials.FAIL_REASON, reason)
         frozen = self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
-        self.parent.tag_child(frozen.user_attrs.get("mlflow_run_id"), state)
+        self.parent.tag_child(frozen.user_attrs.get(trials.MLFLOW_RUN_ATTR), state)
         self.durations.append(time.perf_counter() - started)
         print(self._progress(frozen, reason), flush=True)
 
     def _mark(self, trial: optuna.Trial) -> None:
         """Record who runs the trial and how to prune it, where a job in any process can read them."""
-        trial.set_user_attr(studies.HOST, studies.this_host())
-        trial.set_user_attr(studies.PID, os.getpid())
-        for key, override in self.space.fixed.items():
-            trial.set_user_attr(f"fixed.{key}", override.split("=", 1)[1])
-        if self.sweeper.pruner_config is not None:
-            trial_id = studies.trial_id(self.storage, self.study.study_name, trial.number)
-            self.storage.set_trial_system_attr(trial_id, studies.PRUNER_ATTR, self.sweeper.pruner_config)
+        trial.set_user_attr(trials.HOST, trials.this_host())
+        trial.set_user_attr(trials.PID, os.getpid())
+        for key, value in trials.fixed_attrs(self.space.fixed).items():
+            trial.set_user_attr(key, value)
+        if self.settings.pruner is not None:
+            trial_id = trials.trial_id(self.storage, self.study.study_name, trial.number)
+            self.storage.set_trial_system_attr(trial_id, trials.PRUNER_ATTR, self.settings.pruner)
 
     def _job_overrides(self, trial: optuna.Trial) -> list[str]:
         return [
             *self.space.job_overrides(trial.params),
             f"trial.study_name={quote(self.study.study_name)}",
-            f"trial.storage={quote(self.sweeper.storage_url)}",
+            f"trial.storage={quote(self.settings.storage)}",
             f"trial.number={trial.number}",
             f"tracking.parent_run_id={self.parent.run_id}",
         ]
 
     def _discard(self, trial: optuna.Trial, reason: str, requeue: bool = False) -> None:
         """Close a trial that never produced a verdict as an uncounted FAIL (optionally queueing its params)."""
-        trial.set_user_attr(studies.FAIL_REASON, reason)
-        trial.set_user_attr(studies.UNCOUNTED, reason)
+        trial.set_user_attr(trials.FAIL_REASON, reason)
+        trial.set_user_attr(trials.UNCOUNTED, reason)
         self.study.tell(trial, state=TrialState.FAIL)
         if requeue:
-            self.study.enqueue_trial(trial.params, user_attrs={studies.RETRY_OF: trial.number})
+            self.study.enqueue_trial(trial.params, user_attrs={trials.RETRY_OF: trial.number})
 
     def _progress(self, trial: FrozenTrial, reason: str | None) -> str:
         """`trial 7/40 COMPLETE val_accuracy=0.9812 (best 0.9831 #5) 12.3s ETA 5m`."""
-        head = f"trial {trial.number}/{self.sweeper.n_trials} {trial.state.name}"
+        head = f"trial {trial.number}/{self.settings.n_trials} {trial.state.name}"
         if trial.state == TrialState.COMPLETE:
             head += f" {self.objective}={trial.value:.4f}"
         elif trial.state == TrialState.PRUNED:
@@ -264,8 +218,8 @@ class _Loop:
         return f"best {best.value:.4f} #{best.number}"
 
     def _eta(self) -> str:
-        trials = self.study.get_trials(deepcopy=False)
-        remaining = max(0, self.sweeper.n_trials - studies.count_verdicts(trials))
+        counted = trials.count_verdicts(self.study.get_trials(deepcopy=False))
+        remaining = max(0, self.settings.n_trials - counted)
         return format_duration(remaining * sum(self.durations) / len(self.durations))
 
 
@@ -302,7 +256,7 @@ def baseline_values(config: DictConfig, space: SearchSpace) -> dict[str, Any]:
 def enqueue_baseline(study: optuna.Study, space: SearchSpace, baseline: Mapping[str, Any]) -> bool:
     """Queue the configured baseline as the study's first trial when the space contains it; else say why not."""
     if space.contains(baseline):
-        study.enqueue_trial(dict(baseline), user_attrs={"baseline": True})
+        study.enqueue_trial(dict(baseline), user_attrs={trials.BASELINE_ATTR: True})
         return True
     outside = [
         f"{key}={format_value(baseline.get(key))}"
@@ -331,45 +285,6 @@ def verdict(result: JobReturn) -> tuple[TrialState, float | None, str | None]:
     return TrialState.FAIL, None, "the job ended without a result"
 
 
-def job_store_error(result: JobReturn) -> Exception | None:
-    """The job's exception when it is a failure of the MLflow store or the Optuna storage, not of the trial."""
-    if result.status == JobStatus.COMPLETED:
-        return None
-    try:
-        with contextlib.redirect_stderr(io.StringIO()):  # Hydra re-raises the job's exception, with a line.
-            _ = result.return_value
-    except STORE_ERRORS as error:
-        return error if is_store_failure(error) else None
-    except Exception:
-        return None
-    return None
-
-
-def is_store_failure(error: BaseException) -> bool:
-    """MLflow reports a database it cannot use as TEMPORARILY_UNAVAILABLE; SQLAlchemy and Optuna by type."""
-    if isinstance(error, MlflowException):
-        return error.error_code == "TEMPORARILY_UNAVAILABLE"
-    return True
-
-
-def store_failure_text(error: BaseException, tracking_uri: str, storage_url: str) -> str:
-    """One line: which store failed, why, and that the study is intact and resumes with the same command."""
-    from mnist_study.secrets import redact
-
-    store = (
-        f"MLflow store {tracking_uri}" if isinstance(error, MlflowException) else f"Optuna storage {storage_url}"
-    )
-    return redact(
-        f"the {store} failed mid-sweep ({first_line(error)}); finished trials are kept and the running one is "
-        "queued again: rerun the same command once the store works"
-    )
-
-
-def first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def quote(value: str) -> str:
     """A string as one Hydra override value, whatever characters it holds."""
     # Hydra unescapes backslashes only where they precede a quote (or end the string), so only those double.
@@ -385,16 +300,3 @@ def format_duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds / 60:.0f}m"
     return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
-
-
-def _plain(node: DictConfig | Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """A `_target_` config as a plain dict (JSON-able, so it can be stored on a trial)."""
-    if node is None:
-        return None
-    container = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
-    if not isinstance(container, dict) or "_target_" not in container:
-        raise ValueError(f"sampler and pruner must be `_target_` configs or null, got {container!r}")
-    return container
-
-
-__all__: Sequence[str] = ("StudySweeper",)

@@ -1,35 +1,35 @@
-"""Optuna studies as the sweeper and its jobs share them: storage URLs, trial accounting, dead workers.
+"""A study's trials as the sweeper and its jobs share them: their attributes, which ones count, dead workers.
 
-Storage URLs: anything with a scheme other than `journal://` (`sqlite:///...`, `postgresql://...`) is an Optuna
-RDB URL; `journal:///abs/path/optuna.journal`, or a bare file path, is a journal file that several processes on one
-host can share (Optuna's own CLI reads the same bare path: `optuna trials --storage optuna.journal`).
-
-Trial accounting: `n_trials` counts trials with a verdict — COMPLETE, PRUNED, or FAIL raised by the trial itself.
-A FAIL that carries the user attr `uncounted` (its worker died, or it was a surplus ask that never ran) does not
-count. This module never imports TensorFlow.
+Accounting: `n_trials` counts trials with a verdict — COMPLETE, PRUNED, or FAIL raised by the trial itself. A FAIL
+that carries the user attr `uncounted` (its worker died, or it was a surplus ask that never ran) does not count.
+This module never imports TensorFlow or MLflow.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import os
 import socket
-import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import optuna
-import sqlalchemy
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-JOURNAL_SCHEME = "journal://"
+from mnist_study.sweep.space import format_value
+
 # Trial user attrs the sweeper and its jobs write.
 HOST, PID = "host", "pid"
 FAIL_REASON = "fail_reason"
 UNCOUNTED = "uncounted"
 RETRY_OF = "retry_of"
+# The trial the sweeper enqueued as the configured baseline (trial 0 when the space contains the baseline).
+BASELINE_ATTR = "baseline"
+# The id of the trial's MLflow run, recorded by the job as the run opens.
+MLFLOW_RUN_ATTR = "mlflow_run_id"
+# `fixed.<key>`: a parameter of the space that the command line pinned to one value for this sweep.
+FIXED_PREFIX = "fixed."
 # Trial system attr carrying the pruner's config, so a job in any process can rebuild the study's pruner.
 PRUNER_ATTR = "mnist_study:pruner"
 # Study user attr holding the MLflow parent run's id.
@@ -38,30 +38,24 @@ PARENT_RUN_ATTR = "mlflow_parent_run_id"
 IN_FLIGHT = (TrialState.RUNNING, TrialState.WAITING)
 
 
-@functools.cache
-def open_storage(url: str) -> BaseStorage:
-    """One storage object per URL per process, shared by the sweeper and the jobs it runs in-process."""
-    if not url:
-        raise ValueError("an Optuna storage URL is required (sqlite:///..., postgresql://..., or a .journal path)")
-    if url.startswith(JOURNAL_SCHEME) or "://" not in url:
-        path = url.removeprefix(JOURNAL_SCHEME)
-        if not path:
-            raise ValueError(f"storage {url!r}: a journal storage needs a file path")
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        return JournalStorage(JournalFileBackend(path))
-    return _open_rdb(url)
+def fixed_attrs(fixed: Mapping[str, str]) -> dict[str, str]:
+    """The user attrs that record the space's fixed parameters (`key -> "key=value"` overrides) on a trial."""
+    return {f"{FIXED_PREFIX}{key}": override.split("=", 1)[1] for key, override in fixed.items()}
 
 
-def _open_rdb(url: str, attempts: int = 5) -> RDBStorage:
-    """An RDB storage; workers starting together on a brand-new database race to create Optuna's tables (on
-    PostgreSQL the losers hit a unique violation in the catalog), and succeed once the winner is done. Other errors
-    (a refused connection, a wrong password) are raised at once."""
-    for attempt in range(1, attempts):
-        try:
-            return RDBStorage(url)
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
-            time.sleep(0.5 * attempt)
-    return RDBStorage(url)
+def trial_values(trial: FrozenTrial) -> dict[str, Any]:
+    """Every parameter value a trial ran with: what the command line fixed, then what Optuna sampled."""
+    fixed = {
+        key.removeprefix(FIXED_PREFIX): value
+        for key, value in trial.user_attrs.items()
+        if key.startswith(FIXED_PREFIX)
+    }
+    return {**fixed, **trial.params}
+
+
+def trial_overrides(trial: FrozenTrial) -> tuple[str, ...]:
+    """The command-line overrides that reproduce a trial (`model.units=256`, `optimizer=adam`, ...)."""
+    return tuple(f"{key}={format_value(value)}" for key, value in trial_values(trial).items())
 
 
 def is_counted(trial: FrozenTrial) -> bool:

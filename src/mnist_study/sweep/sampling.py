@@ -9,14 +9,26 @@ run again from scratch draws exactly what it drew before.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from hydra.utils import instantiate
 from optuna import Study
 from optuna.distributions import BaseDistribution
-from optuna.samplers import BaseSampler
+from optuna.samplers import BaseSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
+
+
+def make_sampler(config: Mapping[str, Any] | None) -> BaseSampler:
+    """The configured sampler (`hydra.sweeper.sampler`; None is TPE); a seeded one is reseeded every trial."""
+    if config is None:
+        return TPESampler()
+    arguments = dict(config)
+    seed = arguments.pop("seed", None)
+    if seed is None:
+        return instantiate(arguments)
+    return TrialSeededSampler(lambda trial_seed: instantiate(arguments, seed=trial_seed), int(seed))
 
 
 def trial_seed(seed: int, number: int) -> int:

@@ -1,0 +1,179 @@
+"""Check a job's composed config before any work starts: before TensorFlow loads, before MLflow or Optuna write.
+
+Every problem is reported as one line that names the key, the value and what is allowed. This module imports
+neither TensorFlow nor MLflow, so a typo costs a fraction of a second, not an import of either.
+"""
+
+from __future__ import annotations
+
+import functools
+import numbers
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_study.metrics import HISTORY_METRICS
+from mnist_study.paths import PROJECT_ROOT
+from mnist_study.secrets import redact
+
+TRAINING_IMAGES = 60000
+ACTIVATIONS = (
+    "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "mish", "tanh", "sigmoid",
+    "hard_sigmoid", "softplus", "softsign", "exponential", "linear",
+)  # fmt: skip
+# How long to wait for an `mlflow server` to answer before calling its URI unreachable.
+TRACKING_TIMEOUT_SECONDS = 10.0
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; its message is the one line the user sees."""
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def require(condition: bool, key: str, value: Any, allowed: str) -> None:
+    """Raise ConfigError `key=value: must be <allowed>` unless `condition` holds."""
+    if not condition:
+        raise ConfigError(f"{key}={value!r}: must be {allowed}")
+
+
+def check_model(cfg: DictConfig) -> None:
+    units, dropout, activation = cfg.model.units, cfg.model.dropout, cfg.model.activation
+    require(is_int(units) and units > 0, "model.units", units, "a positive integer")
+    require(is_number(dropout) and 0 <= dropout < 1, "model.dropout", dropout, "a number in [0, 1)")
+    require(activation in ACTIVATIONS, "model.activation", activation, f"one of {', '.join(ACTIVATIONS)}")
+
+
+@functools.cache
+def optimizer_targets() -> dict[str, str]:
+    """Each file of the optimizer group (conf/optimizer/<name>.yaml) by name, with the class it builds."""
+    folder = PROJECT_ROOT / "conf" / "optimizer"
+    return {path.stem: str(OmegaConf.load(path)["_target_"]) for path in sorted(folder.glob("*.yaml"))}
+
+
+def check_optimizer(cfg: DictConfig) -> None:
+    """`optimizer.name` is a file of the optimizer group, and `_target_` the class that file builds: a name
+    changed alone would label one optimizer's run with another's name."""
+    target, name, rate = (cfg.optimizer.get(key) for key in ("_target_", "name", "learning_rate"))
+    targets = optimizer_targets()
+    require(name in targets, "optimizer.name", name, f"one of {', '.join(targets)} (the files in conf/optimizer)")
+    require(
+        target == targets[name],
+        "optimizer._target_",
+        target,
+        f"{targets[name]} for optimizer.name={name}; choose an optimizer with optimizer=<name>",
+    )
+    require(is_number(rate) and rate > 0, "optimizer.learning_rate", rate, "a number > 0")
+
+
+def check_train(cfg: DictConfig) -> None:
+    for key in ("epochs", "batch_size", "steps_per_execution", "eval_batch_size"):
+        value = cfg.train[key]
+        require(is_int(value) and value > 0, f"train.{key}", value, "a positive integer")
+    deterministic = cfg.train.deterministic
+    require(isinstance(deterministic, bool), "train.deterministic", deterministic, "true or false")
+    jit = cfg.train.jit_compile
+    require(isinstance(jit, bool) or jit == "auto", "train.jit_compile", jit, "true, false or auto")
+    scoring = cfg.train.jit_compile_scoring
+    require(isinstance(scoring, bool), "train.jit_compile_scoring", scoring, "true or false")
+    loop = cfg.train.loop
+    require(loop in ("graph", "keras"), "train.loop", loop, "graph or keras")
+    require(cfg.train.verbose in (0, 1, 2, "auto"), "train.verbose", cfg.train.verbose, "0, 1, 2 or auto")
+
+
+def check_data(cfg: DictConfig) -> None:
+    val_size, subset, fit_on = cfg.data.val_size, cfg.data.train_subset, cfg.data.fit_on
+    require(
+        is_int(val_size) and 0 <= val_size < TRAINING_IMAGES,
+        "data.val_size",
+        val_size,
+        f"an integer in 0..{TRAINING_IMAGES - 1}",
+    )
+    room = TRAINING_IMAGES - val_size
+    require(
+        subset is None or (is_int(subset) and 0 < subset <= room),
+        "data.train_subset",
+        subset,
+        f"null or an integer in 1..{room} (60000 - data.val_size)",
+    )
+    require(fit_on in ("train", "test"), "data.fit_on", fit_on, "train or test")
+
+
+def check_run(cfg: DictConfig) -> None:
+    require(is_int(cfg.seed) and cfg.seed >= 0, "seed", cfg.seed, "a non-negative integer")
+    objective = cfg.objective
+    require(objective in HISTORY_METRICS, "objective", objective, f"one of {', '.join(HISTORY_METRICS)}")
+    if objective.startswith("val_"):
+        require(cfg.data.val_size > 0, "data.val_size", cfg.data.val_size, f"> 0 when objective={objective}")
+
+
+def check_tracking(cfg: DictConfig) -> None:
+    """The tracking store must be creatable (a local database) or reachable (a server) before a run starts."""
+    uri, experiment = cfg.tracking.uri, cfg.tracking.experiment
+    named = isinstance(experiment, str) and experiment != ""
+    require(named, "tracking.experiment", experiment, "a non-empty name")
+    require(isinstance(uri, str) and "://" in uri, "tracking.uri", uri, "a URI such as sqlite:///abs/mlflow.db")
+    plots = cfg.tracking.plots
+    require(isinstance(plots, bool), "tracking.plots", plots, "true or false")
+    scheme = uri.split("://", 1)[0]
+    if scheme == "sqlite":
+        check_writable_parent(uri.removeprefix("sqlite:///"), "tracking.uri", uri)
+    elif scheme == "file":
+        check_writable_parent(urllib.parse.urlparse(uri).path, "tracking.uri", uri)
+    elif scheme in ("http", "https"):
+        check_reachable(uri)
+    elif not scheme.startswith(("postgresql", "mysql", "mssql", "databricks")):
+        raise ConfigError(f"tracking.uri={redact(uri)}: unsupported scheme {scheme!r}; use sqlite, file, http(s)")
+
+
+def check_writable_parent(path: str, key: str, value: str) -> None:
+    """Create the store's folder now (MLflow would anyway), so that an unusable path fails before any work."""
+    folder = Path(path or ".").resolve().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK):
+            raise PermissionError("not writable")
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ConfigError(f"{key}={redact(value)}: cannot create a store in {folder} ({reason})") from None
+
+
+def check_reachable(uri: str) -> None:
+    """A tracking server answers `/health`; give up after a bounded wait rather than hang a study."""
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=TRACKING_TIMEOUT_SECONDS):
+            pass
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise ConfigError(
+            f"tracking.uri={redact(uri)}: no MLflow server answers ({reason}); start one (make services) "
+            "or use the default sqlite store"
+        ) from None
+
+
+CHECKS: tuple[Callable[[DictConfig], None], ...] = (
+    check_model,
+    check_optimizer,
+    check_train,
+    check_data,
+    check_run,
+    check_tracking,
+)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError for the first value that cannot work, in the order of the config groups."""
+    for check in CHECKS:
+        check(cfg)

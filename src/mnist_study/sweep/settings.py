@@ -1,0 +1,88 @@
+"""The sweeper's own settings (`hydra.sweeper.*` in conf/hydra/sweeper/mnist_study.yaml), checked once.
+
+`SweepSettings.from_hydra` checks the scalar settings as Hydra builds the sweeper, before anything heavy is
+imported; `check_algorithms` builds the sampler and pruner once before the first trial, so that a typo in a
+`_target_` fails in one line instead of failing every trial of the study in turn.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_study.checks import ConfigError, is_int, is_number, require
+
+ALGORITHM_KINDS = ("sampler", "pruner")
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """What `hydra.sweeper` says, as plain, checked Python values."""
+
+    study_name: str
+    storage: str
+    n_trials: int
+    # `_target_` configs as plain dicts (JSON-able: the pruner's is stored on every trial), or None.
+    sampler: dict[str, Any] | None
+    pruner: dict[str, Any] | None
+    # The search space in Hydra's sweep grammar, key -> expression.
+    params: dict[str, str]
+    grace_period_s: float
+
+    @classmethod
+    def from_hydra(cls, settings: Mapping[str, Any]) -> SweepSettings:
+        """Check and convert the keyword arguments Hydra builds the sweeper with."""
+        study_name, n_trials, grace = (settings.get(key) for key in ("study_name", "n_trials", "grace_period_s"))
+        named = isinstance(study_name, str) and study_name.strip() != ""
+        require(named, "hydra.sweeper.study_name", study_name, "a non-empty name")
+        require(is_int(n_trials) and n_trials >= 1, "hydra.sweeper.n_trials", n_trials, "an integer >= 1")
+        positive = is_number(grace) and grace > 0
+        require(positive, "hydra.sweeper.grace_period_s", grace, "a number of seconds > 0")
+        return cls(
+            study_name=study_name,
+            storage=str(settings.get("storage")),
+            n_trials=int(n_trials),
+            sampler=plain_target(settings.get("sampler"), "sampler"),
+            pruner=plain_target(settings.get("pruner"), "pruner"),
+            params={str(key): str(value) for key, value in (settings.get("params") or {}).items()},
+            grace_period_s=float(grace),
+        )
+
+    @property
+    def grace(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.grace_period_s)
+
+
+def plain_target(node: Any, kind: str) -> dict[str, Any] | None:
+    """A `_target_` config node as a plain dict (Hydra hands the sweeper DictConfigs), or None."""
+    if node is None:
+        return None
+    container = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    allowed = f"a `_target_` config of an optuna.{kind}s class with its arguments, or null"
+    require(isinstance(container, dict) and "_target_" in container, f"hydra.sweeper.{kind}", container, allowed)
+    return dict(container)
+
+
+def check_algorithms(settings: SweepSettings) -> None:
+    """The sampler and pruner must build Optuna ones (null: TPE / no pruning)."""
+    import optuna
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    bases = {"sampler": optuna.samplers.BaseSampler, "pruner": optuna.pruners.BasePruner}
+    for kind in ALGORITHM_KINDS:
+        config = getattr(settings, kind)
+        if config is None:
+            continue
+        key = f"hydra.sweeper.{kind}._target_"
+        try:
+            built = instantiate(config)
+        except InstantiationException as error:
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            reason = " ".join(lines).replace(", set env var HYDRA_FULL_ERROR=1 to see chained exception", "")
+            raise ConfigError(f"{key}={config['_target_']}: cannot be built ({reason})") from None
+        require(isinstance(built, bases[kind]), key, config["_target_"], f"an optuna.{kind}s class")
