@@ -84,6 +84,7 @@ SWEEP_BREAKDOWN = (
     ("job: MLflow run + train", "mnist_study.job", "run"),
     ("job: connect to the Optuna trial", "mnist_study.job", "trial_callbacks"),
     ("job: plots to MLflow", "mnist_study.tracked_training", "log_plots"),
+    ("job: model to MLflow", "mnist_study.tracked_training", "log_served_model"),
     ("train: data + model + fit + evaluate", "mnist_study.tracked_training", "train"),
     ("data: make_split", "mnist_study.data", "make_split"),
 )

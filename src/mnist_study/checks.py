@@ -125,8 +125,9 @@ def check_tracking(cfg: DictConfig) -> None:
     named = isinstance(experiment, str) and experiment != ""
     require(named, "tracking.experiment", experiment, "a non-empty name")
     require(isinstance(uri, str) and "://" in uri, "tracking.uri", uri, "a URI such as sqlite:///abs/mlflow.db")
-    plots = cfg.tracking.plots
-    require(isinstance(plots, bool), "tracking.plots", plots, "true or false")
+    for key in ("plots", "log_model"):
+        value = cfg.tracking[key]
+        require(isinstance(value, bool), f"tracking.{key}", value, "true or false")
     scheme = uri.split("://", 1)[0]
     if scheme == "sqlite":
         check_writable_parent(uri.removeprefix("sqlite:///"), "tracking.uri", uri)

@@ -25,6 +25,7 @@ ADDED_KEYS: dict[str, Any] = {
     "train.intra_op_threads": None,
     "train.inter_op_threads": None,
     "tracking.plots": True,
+    "tracking.log_model": False,
 }
 # Config groups that build their object from `_target_`; a run logged before that key existed names its option
 # by `name` (the optimizer) or used the group's only option.

@@ -19,6 +19,7 @@ import optuna
 from omegaconf import DictConfig
 
 from mnist_study.callbacks import EpochRecorder
+from mnist_study.data import load_mnist
 from mnist_study.describe import description, outcome, short_description
 from mnist_study.plots import CONFUSION_ARTIFACT, CURVES_ARTIFACT, confusion_figure, learning_curves, log_figure
 from mnist_study.tracking import TrackedRun, tracked_run
@@ -70,12 +71,23 @@ def train_tracked(
             raise
         else:
             tracked.log_metrics({key: result[key] for key in RESULT_METRICS})
+            if cfg.tracking.log_model:
+                log_served_model(cfg, tracked, result["model"])
             ending = outcome(result["history"], result["test_accuracy"], pruned=False)
             tracked.set_tags({"mlflow.note.content": f"{note}\n\n{ending}"})
             log_plots(cfg, tracked, recorder.history, name, result["test_confusion"])
     if pruned is not None:
         raise pruned
     return TrainedRun(tracked.run_id, result)
+
+
+def log_served_model(cfg: DictConfig, tracked: TrackedRun, trained: keras.Model) -> None:
+    """The run's model, with a few raw test images as its input example (see `serving.model`)."""
+    from mnist_study.serving.model import EXAMPLE_IMAGES, log_model
+
+    _, (test_images, _) = load_mnist(cfg.data.cache)
+    model_id = log_model(tracked.client, tracked.run_id, trained, test_images[:EXAMPLE_IMAGES])
+    tracked.set_tags({"model_id": model_id})
 
 
 def log_plots(

@@ -117,9 +117,9 @@ def split_tensors(split: Split) -> dict[str, tf.Tensor | None]:
 def train(cfg: DictConfig, callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, Any]:
     """Train the configured network and score it on the test set.
 
-    Returns the per-epoch `history` (`loss`, `accuracy`, `val_loss`, `val_accuracy`), `test_loss`,
-    `test_accuracy`, `test_confusion` (counts of true digit x predicted digit), the number of epochs run and
-    timings in seconds.
+    Returns the trained `model`, the per-epoch `history` (`loss`, `accuracy`, `val_loss`, `val_accuracy`),
+    `test_loss`, `test_accuracy`, `test_confusion` (counts of true digit x predicted digit), the number of epochs
+    run and timings in seconds.
     """
     started = time.perf_counter()
     loop = cfg.train.loop
@@ -143,6 +143,7 @@ def train(cfg: DictConfig, callbacks: Sequence[keras.callbacks.Callback] = ()) -
     )
     finished = time.perf_counter()
     return {
+        "model": model,
         "history": history,
         "epochs_run": len(history["loss"]),
         "test_loss": float(test_loss),

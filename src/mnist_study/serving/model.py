@@ -1,0 +1,83 @@
+"""The MLflow model of a finished run: logged beside the run's metrics, so the UI's Models tab lists it with them.
+
+The model is MLflow 3's "logged model" linked to the run: its metrics are the run's step-0 metrics (the test
+scores), its params the run's params. `log_model` is called after those metrics are logged, so MLflow links them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import logging
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+from mlflow.entities import Metric
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from mnist_study.serving import digit_classifier
+from mnist_study.serving.network import serving_network
+
+# MLflow says, for every model it logs, that it copied uv.lock and pyproject.toml beside it (kept: they pin the
+# environment the model was trained in) and that this environment has no pip: a sweep prints one line per trial.
+logging.getLogger("mlflow.utils.uv_utils").setLevel(logging.WARNING)
+logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
+
+# The name of the model within its run (`runs:/<run id>/model`).
+MODEL_NAME = "model"
+# How many test images go into the logged input example (the request a person would send).
+EXAMPLE_IMAGES = 2
+
+
+@contextlib.contextmanager
+def tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's model logging talks to the global tracking URI; point it at `uri` for the duration."""
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def log_model(client: MlflowClient, run_id: str, trained: keras.Model, example: np.ndarray) -> str:
+    """Log `trained` as the run's model (raw pixels in; see `digit_classifier`) and return the model's id.
+
+    The saved network's size is logged first, as the run's metric `model_size_bytes`, so that the model carries
+    it with the test scores. `example` holds a few raw test images (uint8, (n, 28, 28)); the signature is
+    inferred from the model's own answer to them.
+    """
+    network = serving_network(trained)
+    wrapper = digit_classifier.DigitClassifier()
+    wrapper.network = network
+    signature = infer_signature(example, wrapper.predict(None, example))
+    with tempfile.TemporaryDirectory() as folder, tracking_uri(client.tracking_uri):
+        path = Path(folder) / "network.keras"
+        network.save(path)
+        size = path.stat().st_size
+        client.log_batch(run_id, metrics=[Metric("model_size_bytes", float(size), int(time.time() * 1000), 0)])
+        info = mlflow.models.Model.log(
+            None,
+            name=MODEL_NAME,
+            flavor=mlflow.pyfunc,
+            python_model=digit_classifier.__file__,
+            artifacts={digit_classifier.NETWORK_ARTIFACT: str(path)},
+            signature=signature,
+            input_example=example,
+            run_id=run_id,
+            # Named, so that MLflow does not load the model in a subprocess to find out (seconds per run).
+            pip_requirements=requirements(),
+        )
+    return info.model_id
+
+
+def requirements() -> list[str]:
+    """What the logged model needs to load, pinned to the versions it was trained with."""
+    packages = ("mlflow", "keras", "tensorflow", "numpy", "pandas")
+    return [f"{package}=={importlib.metadata.version(package)}" for package in packages]
