@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, open_dict
 
-from mnist_study.report import content, document, environment, refit, results, selection
+from mnist_study.report import content, document, environment, refit, registry, results, selection
 from mnist_study.report.rerun import RerunResult, rerun_in_subprocess
 from mnist_study.report.results import Row
 from mnist_study.report.selection import ReportError
@@ -51,9 +52,10 @@ def build(cfg: DictConfig, forwarded: Sequence[str], given: Sequence[str]) -> Pa
                 flush=True,
             )
         table = results.rows(candidates, done)
+        registered = promote(cfg, table, tracked.client, tracked.run_id, command)
         rerun_result = check_rerun(cfg, study) if cfg.rerun_check else None
         facts = environment.facts(plans[0].cfg)
-        blocks = content.blocks(cfg, study, table, rerun_result, facts, command)
+        blocks = content.blocks(cfg, study, table, rerun_result, facts, command, registered)
         folder = Path(cfg.output_dir)
         markdown, page = document.write(blocks, folder, f"Reproducibility report: {cfg.study_name}")
         tracked.client.log_artifact(tracked.run_id, str(markdown))
@@ -64,6 +66,25 @@ def build(cfg: DictConfig, forwarded: Sequence[str], given: Sequence[str]) -> Pa
             tracked.set_tags({"rerun.verdict": rerun_result.verdict, "rerun.run_id": rerun_result.run_id})
     print(f"wrote {markdown} and {page} (MLflow run {tracked.run_id})", flush=True)
     return folder
+
+
+def promote(
+    cfg: DictConfig, table: list[Row], client: MlflowClient, report_run_id: str, command: str
+) -> list[registry.Registered]:
+    """Register the refits' models and set the aliases; write the champion's experiment file (see `registry`)."""
+    if not cfg.tracking.log_model:
+        print("models: not registered (tracking.log_model=false: the refits logged none)", flush=True)
+        return []
+    name = cfg.tracking.experiment
+    registered = registry.promote(client, name, table, cfg.study_name, report_run_id)
+    for entry in registered:
+        for alias in entry.aliases:
+            print(f"models:/{name}@{alias} -> version {entry.version} ({entry.row.candidate.label})", flush=True)
+    path = registry.write_champion_experiment(
+        Path(cfg.experiments_dir), cfg.study_name, registry.champion(table), command
+    )
+    print(f"champion experiment: {path} (python src/run.py {path.stem})", flush=True)
+    return registered
 
 
 def with_parent(cfg: DictConfig, parent_run_id: str | None) -> DictConfig:

@@ -13,6 +13,7 @@ from mnist_study.paths import portable
 from mnist_study.report import figures, selection
 from mnist_study.report.document import Block, Code, Heading, Image, Paragraph, Table
 from mnist_study.report.environment import Fact
+from mnist_study.report.registry import CHAMPION_ALIAS, REGISTERED_SEED, Registered
 from mnist_study.report.rerun import RerunResult, command
 from mnist_study.report.results import Row, p_text, pct, signed_pp
 from mnist_study.secrets import redact
@@ -38,6 +39,7 @@ def blocks(
     rerun: RerunResult | None,
     facts: Sequence[Fact],
     report_command: str,
+    registered: Sequence[Registered] = (),
 ) -> list[Block]:
     """Every section of the report, in reading order."""
     return [
@@ -45,6 +47,7 @@ def blocks(
         Paragraph(headline(table)),
         Paragraph(f"Recompute the whole report: `{report_command}`"),
         *results_section(table),
+        *models_section(cfg, registered),
         *claim_section(table),
         *selection_section(cfg, study, table),
         *figures_section(study, table),
@@ -217,6 +220,32 @@ def rerun_section(cfg: DictConfig, rerun: RerunResult | None) -> list[Block]:
     shown = ["python", *command(portable(redact(cfg.tracking.uri)), rerun.run_id)[1:]]
     out.append(Code(shlex.join(shown)))
     return out
+
+
+def models_section(cfg: DictConfig, registered: Sequence[Registered]) -> list[Block]:
+    """Where the registry's aliases point after this report, and how to use them."""
+    if not registered:
+        return []
+    name = cfg.tracking.experiment
+    rows = tuple(
+        (
+            ", ".join(f"`{alias}`" for alias in entry.aliases) or "—",
+            entry.version,
+            entry.row.candidate.label,
+            entry.row.verdict,
+        )
+        for entry in registered
+    )
+    return [
+        Heading("The models"),
+        Paragraph(
+            f"The seed-{REGISTERED_SEED} refit of the baseline and of each variant is a version of the registered "
+            f"model `{name}`. `champion` is the variant the study ranked highest among those better than the "
+            "baseline at 95 % (Holm), or the baseline when none is."
+        ),
+        Table(("aliases", "version", "configuration", "verdict"), rows),
+        Code(f"python src/predict.py --model models:/{name}@{CHAMPION_ALIAS} --test-set\nmake serve"),
+    ]
 
 
 def environment_section(facts: Sequence[Fact]) -> list[Block]:

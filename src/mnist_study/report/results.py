@@ -28,6 +28,12 @@ class Row:
     def accuracies(self) -> list[float]:
         return [refit.test_accuracy for refit in self.refits]
 
+    @property
+    def better_than_baseline(self) -> bool:
+        """Whether the comparison (Holm-adjusted for the variants) finds this configuration better at 95 %."""
+        comparison, p = self.comparison, self.adjusted_p
+        return comparison is not None and p is not None and stats.is_better(comparison, p)
+
 
 def rows(candidates: Sequence[Candidate], refits: Sequence[RefitResult]) -> list[Row]:
     """Summarise and compare every configuration with the baseline.

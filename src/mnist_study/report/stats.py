@@ -94,9 +94,14 @@ def error_count(accuracy: float, images: int = TEST_IMAGES) -> int:
     return round((1 - accuracy) * images)
 
 
+def is_better(comparison: Comparison, adjusted_p: float, level: float = 1 - CONFIDENCE) -> bool:
+    """Whether a configuration beats the baseline at the given level (on the adjusted p-value)."""
+    return adjusted_p < level and comparison.difference > 0
+
+
 def verdict(comparison: Comparison, adjusted_p: float, level: float = 1 - CONFIDENCE) -> str:
     """A plain-language verdict against the baseline at the given level (on the adjusted p-value)."""
-    if adjusted_p < level and comparison.difference > 0:
+    if is_better(comparison, adjusted_p, level):
         return f"better than the baseline at {1 - level:.0%}"
     if adjusted_p < level and comparison.difference < 0:
         return f"worse than the baseline at {1 - level:.0%}"

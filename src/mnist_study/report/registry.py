@@ -1,0 +1,137 @@
+"""The report's verdict turned into models: seed-0 refits registered, the `baseline` and `champion` aliases set.
+
+Every refit logged its model (see `serving.model`). The seed-0 refit of the baseline and of each variant becomes a
+version of the registered model named after the MLflow experiment, tagged with what the report found. The
+`champion` alias goes to the variant the study ranked highest by its own validation objective among those the
+report finds better than the baseline at 95 % (Holm); if none is, to the baseline. The test set only decides
+whether a variant is better, never which; the seed replica (fit on test) is never registered. Running the report
+again registers its own refits and moves the aliases by the same rule.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+from mnist_study.report.results import Row, p_text, pct
+
+BASELINE_ALIAS = "baseline"
+CHAMPION_ALIAS = "champion"
+# The refit whose model is registered: every configuration's seed 0, like the study's own trials.
+REGISTERED_SEED = 0
+# Config groups an override may choose an option of (`optimizer=adam`), as opposed to setting a key.
+GROUPS = ("data", "model", "optimizer", "train", "tracking")
+
+
+@dataclass(frozen=True)
+class Registered:
+    """One registered version: which configuration, which version, which aliases point at it."""
+
+    row: Row
+    version: str
+    aliases: tuple[str, ...]
+
+
+def champion(table: Sequence[Row]) -> Row:
+    """The highest-ranked variant better than the baseline (the table lists variants by study rank), or the
+    baseline itself."""
+    better = [row for row in table if row.candidate.role == "variant" and row.better_than_baseline]
+    return better[0] if better else next(row for row in table if row.candidate.role == "baseline")
+
+
+def promote(
+    client: MlflowClient, name: str, table: Sequence[Row], study: str, report_run_id: str
+) -> list[Registered]:
+    """Register the baseline's and every variant's seed-0 refit as versions of `name`; set both aliases."""
+    ensure_registered_model(client, name, study)
+    winner = champion(table)
+    registered = []
+    for row in table:
+        if row.candidate.role not in ("baseline", "variant"):
+            continue
+        refit = next(result for result in row.refits if result.refit.seed == REGISTERED_SEED)
+        model_id = client.get_run(refit.run_id).data.tags.get("model_id")
+        if model_id is None:
+            raise ValueError(
+                f"refit run {refit.run_id} logged no model (tracking.log_model=false?): nothing to register"
+            )
+        version = client.create_model_version(
+            name,
+            # The logged model's own location: a `models:/` source would be resolved against MLflow's global
+            # tracking URI, not this client's store.
+            source=client.get_logged_model(model_id).artifact_location,
+            run_id=refit.run_id,
+            tags=version_tags(row, study, report_run_id),
+            model_id=model_id,
+        ).version
+        aliases = tuple(
+            alias
+            for alias, chosen in (
+                (BASELINE_ALIAS, row.candidate.role == "baseline"),
+                (CHAMPION_ALIAS, row is winner),
+            )
+            if chosen
+        )
+        for alias in aliases:
+            client.set_registered_model_alias(name, alias, version)
+        registered.append(Registered(row, str(version), aliases))
+    return registered
+
+
+def ensure_registered_model(client: MlflowClient, name: str, study: str) -> None:
+    """Create the registered model unless it exists (another report may have created it a moment ago)."""
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        try:
+            client.create_registered_model(
+                name, description=f"The MNIST network of study `{study}`: raw 0-255 pixels in, digit out."
+            )
+        except MlflowException:
+            client.get_registered_model(name)
+
+
+def version_tags(row: Row, study: str, report_run_id: str) -> dict[str, str]:
+    """What the report found for this configuration, on its model version."""
+    trial = row.candidate.trial
+    accuracy = row.accuracy
+    return {
+        "study": study,
+        "trial": str(trial.number) if trial is not None else "",
+        "overrides": " ".join(row.candidate.overrides),
+        "test_accuracy": f"{pct(accuracy.mean)} ± {pct(accuracy.std)} over {accuracy.n} seeds",
+        "ci95": f"[{pct(accuracy.ci_low)}, {pct(accuracy.ci_high)}]",
+        "p_holm": p_text(row.adjusted_p),
+        "verdict": row.verdict,
+        "report_run_id": report_run_id,
+    }
+
+
+def write_champion_experiment(folder: Path, study: str, winner: Row, report_command: str) -> Path:
+    """`<folder>/<study>_champion.yaml`: the champion's configuration as an experiment, headed by its command."""
+    name = f"{study}_champion"
+    groups = [item for item in winner.candidate.overrides if item.split("=", 1)[0] in GROUPS]
+    keys = [item for item in winner.candidate.overrides if item not in groups]
+    body = OmegaConf.to_yaml(OmegaConf.from_dotlist(keys)) if keys else ""
+    defaults = "".join(f"  - override /{item.replace('=', ': ', 1)}\n" for item in groups)
+    trial = winner.candidate.trial
+    source = f"trial {trial.number} of study {study}" if trial is not None else f"the baseline of study {study}"
+    accuracy = f"{pct(winner.accuracy.mean)} ± {pct(winner.accuracy.std)} over {winner.accuracy.n} seeds"
+    text = (
+        "# @package _global_\n"
+        f"# python src/run.py {name}\n"
+        f"# The champion of `{report_command}` ({dt.date.today().isoformat()}): {source}, {winner.verdict}\n"
+        f"# (test accuracy {accuracy}).\n"
+        + (f"defaults:\n{defaults}" if defaults else "")
+        + f"name: {name}\n"
+        + body
+    )
+    path = folder / f"{name}.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
