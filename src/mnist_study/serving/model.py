@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -26,8 +27,12 @@ from mnist_study.serving.network import serving_network
 
 # MLflow says, for every model it logs, that it copied uv.lock and pyproject.toml beside it (kept: they pin the
 # environment the model was trained in) and that this environment has no pip: a sweep prints one line per trial.
+# MLflow also says that it checks the input example against the signature (it does, by loading the model and
+# predicting the example), with a download progress bar on stderr.
 logging.getLogger("mlflow.utils.uv_utils").setLevel(logging.WARNING)
 logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
+logging.getLogger("mlflow.pyfunc").setLevel(logging.WARNING)
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 # The name of the model within its run (`runs:/<run id>/model`).
 MODEL_NAME = "model"
