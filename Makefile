@@ -77,8 +77,11 @@ services-stop:
 	scripts/services.sh stop
 
 # The MLflow UI over the project's default store (what a plain `mlflow ui` at the repository root shows), without
-# MLflow 3's job-execution consumers (GenAI scorers, unused here; each is a full mlflow import).
+# MLflow 3's job-execution consumers (GenAI scorers, unused here; each is a full mlflow import). It first prints the
+# study's experiment as a link that opens on its runs table: MLflow 3 opens an experiment on its GenAI overview in a
+# fresh browser (src/mnist_study/ui_link.py).
 ui: install
+	@$(RUN) -m mnist_study.ui_link --tracking-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(UI_PORT)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(UI_PORT)
 
 # optuna-dashboard over the sweep's storage; STORAGE=... points it at another (a PostgreSQL URL, say).

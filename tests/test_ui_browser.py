@@ -1,11 +1,16 @@
 """The comparison a person sees: real `mlflow ui` and optuna-dashboard over a smoke study, in headless Chromium.
 
 One baseline run and the smoke sweep are built into a temporary store; the assertions are on rendered text and
-decoded images, never on HTTP status alone. Screenshots land in the test's temporary folder (the path is printed).
+decoded images, never on HTTP status alone. The MLflow walk starts where a person starts: a fresh browser at the
+link `make ui` prints, then only clicks to the compare view and the Models tab. Screenshots land in the test's
+temporary folder (the path is printed).
 """
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,18 +20,23 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from conftest import run_cli, store_overrides
-from mnist_study import browser
+from conftest import PROJECT_ROOT, run_cli, store_overrides
+from mnist_study import browser, ui_link
 from mnist_study.plots import CONFUSION_ARTIFACT, CURVES_ARTIFACT
+from mnist_study.tracking import get_or_create_experiment
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not Path(browser.CHROMIUM).exists(), reason="Debian's chromium is not installed"),
-]
+# The tests over a built study: they train (slow) and open Chromium. The link's own tests need neither.
+needs_study = pytest.mark.slow
+needs_chromium = pytest.mark.skipif(
+    not Path(browser.CHROMIUM).exists(), reason="Debian's chromium is not installed"
+)
 
 STUDY = "smoke"
 # The baseline with the smoke study's data and epochs, so that it lines up with the study's trials.
 SMALL = ["data.train_subset=2000", "train.epochs=2"]
+# A common desktop screen: wide enough that the Models tab shows a model's source run beside its test accuracy.
+SCREEN = (1920, 1080)
+KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 
 
 @dataclass
@@ -38,6 +48,15 @@ class BuiltStudy:
     storage: str
     experiment_id: str
     runs: dict[str, Run]
+
+    def finished(self) -> dict[str, Run]:
+        """The runs that trained to the end, by name: the baseline and the COMPLETE trials (each logs a model)."""
+        return {
+            name: run
+            for name, run in self.runs.items()
+            if name == "baseline"
+            or (name.startswith("trial-") and run.data.tags.get("optuna.state") == "COMPLETE")
+        }
 
     def best_variant(self) -> Run:
         """The best COMPLETE trial that is not the baseline's own configuration (trial 0)."""
@@ -81,6 +100,72 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     print(f"\nscreenshots: {folder}")
 
 
+def print_link(tracking_uri: str, port: int) -> str:
+    """The link `make ui` prints for an MLflow UI on `port` over `tracking_uri`: its recipe's own command."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mnist_study.ui_link", "--tracking-uri", tracking_uri, "--port", str(port)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    urls = re.findall(r"http://\S+", result.stdout)
+    assert len(urls) == 1, result.stdout
+    return urls[0]
+
+
+def test_make_ui_prints_the_link_for_the_store_it_serves() -> None:
+    """`make ui` prints the link with ui_link over the very store and port its `mlflow ui` serves."""
+    recipe = subprocess.run(
+        ["make", "--no-print-directory", "-n", "ui", "UI_PORT=5123"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    (link,) = [line for line in recipe.splitlines() if "-m mnist_study.ui_link" in line]
+    (serve,) = [line for line in recipe.splitlines() if " ui --backend-store-uri " in line]
+    assert recipe.index(link) < recipe.index(serve), recipe
+    store = re.search(r"--backend-store-uri (\S+)", serve)
+    assert store is not None and f"--tracking-uri {store.group(1)} " in link, recipe
+    assert store.group(1) == ui_link.DEFAULT_STORE, recipe
+    assert "--port 5123" in link and "--port 5123" in serve, recipe
+
+
+def test_the_link_waits_for_the_sweep_then_opens_the_runs(tmp_path: Path) -> None:
+    """No experiment yet: the UI's front page and what creates it; the store is not created by looking. Once a
+    job has created it: the experiment's Model training view, and the experiment is tagged as model training."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    link = ui_link.ui_link("http://127.0.0.1:5123", uri, "mnist-mlp")
+    assert link == ui_link.UiLink(
+        "http://127.0.0.1:5123/", None, "(no experiment 'mnist-mlp' yet: `make sweep` creates it)"
+    )
+    assert not (tmp_path / "mlflow.db").exists()
+    assert ui_link.experiment_name() == "mnist-mlp"  # conf/tracking/mlflow.yaml
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment_id = get_or_create_experiment(client, "mnist-mlp", str(tmp_path / "mlruns"))
+    assert client.get_experiment(experiment_id).tags[KIND_TAG] == MODEL_TRAINING
+    link = ui_link.ui_link("http://127.0.0.1:5123", uri, "mnist-mlp")
+    assert link.experiment_id == experiment_id
+    assert link.url == f"http://127.0.0.1:5123/#/experiments/{experiment_id}?workflowType=machine_learning"
+
+    # An experiment made before the tag existed gets it; a kind a person chose in the UI is kept.
+    location = (tmp_path / "mlruns").as_uri()
+    old = client.create_experiment("old", artifact_location=location)
+    chosen = client.create_experiment("chosen", artifact_location=location, tags={KIND_TAG: "genai_development"})
+    assert get_or_create_experiment(client, "old", str(tmp_path)) == old
+    assert get_or_create_experiment(client, "chosen", str(tmp_path)) == chosen
+    assert client.get_experiment(old).tags[KIND_TAG] == MODEL_TRAINING
+    assert client.get_experiment(chosen).tags[KIND_TAG] == "genai_development"
+
+    client.delete_experiment(old)
+    assert ui_link.ui_link("http://127.0.0.1:5123", uri, "old").experiment_id is None
+
+
+@needs_study
+@needs_chromium
 def test_every_run_carries_its_description_and_plots(study: BuiltStudy) -> None:
     """What the UI will show, checked at the source first: names, notes, curves and confusion matrices."""
     assert {"baseline", STUDY, "trial-0", "trial-1", "trial-2"} <= set(study.runs)
@@ -98,30 +183,76 @@ def test_every_run_carries_its_description_and_plots(study: BuiltStudy) -> None:
     )
 
 
-def test_mlflow_ui_lists_compares_and_shows_the_learning_curves(study: BuiltStudy, screenshots: Path) -> None:
+@needs_study
+@needs_chromium
+def test_every_finished_run_logged_its_model_into_the_experiment(study: BuiltStudy) -> None:
+    """What the Models tab will list, checked at the source: one model per finished run, in the study's own
+    experiment (tagged as model training), carrying the run's test accuracy."""
+    client = MlflowClient(tracking_uri=study.tracking_uri)
+    assert client.get_experiment(study.experiment_id).tags.get(KIND_TAG) == MODEL_TRAINING
+    models = client.search_logged_models(experiment_ids=[study.experiment_id])
+    elsewhere = [
+        (model.experiment_id, model.source_run_id)
+        for experiment in client.search_experiments()
+        if experiment.experiment_id != study.experiment_id
+        for model in client.search_logged_models(experiment_ids=[experiment.experiment_id])
+    ]
+    assert not elsewhere, f"models logged outside the study's experiment {study.experiment_id}: {elsewhere}"
+    finished = study.finished()
+    assert sorted(model.source_run_id for model in models) == sorted(run.info.run_id for run in finished.values())
+    for model in models:
+        run = client.get_run(model.source_run_id)
+        metrics = {metric.key: metric.value for metric in model.metrics or []}
+        assert metrics.get("test_accuracy") == run.data.metrics["test_accuracy"], run.info.run_name
+
+
+@needs_study
+@needs_chromium
+def test_a_person_follows_the_link_to_the_runs_the_comparison_and_the_models(
+    study: BuiltStudy, screenshots: Path
+) -> None:
     baseline, best = study.runs["baseline"], study.best_variant()
     port = browser.free_port()
+    link = print_link(study.tracking_uri, port)
     command = browser.mlflow_ui_command(study.tracking_uri, port)
-    with browser.serve(command, port, study.folder / "mlflow-ui.log") as base, browser.chromium_page() as page:
-        listed = browser.show_experiment(page, base, study.experiment_id, parents=[STUDY])
+    with (
+        browser.serve(command, port, study.folder / "mlflow-ui.log") as base,
+        browser.chromium_page(*SCREEN) as page,
+    ):
+        assert link == ui_link.ui_link(base, study.tracking_uri).url
+        assert link == ui_link.experiment_url(base, study.experiment_id)
+        # A fresh browser at the printed link: the runs table, not MLflow 3's GenAI overview.
+        listed = browser.show_experiment(page, link, parents=[STUDY])
         browser.close_assistant(page)
         page.screenshot(path=screenshots / "experiment.png")
         assert {"baseline", STUDY, "trial-0", "trial-1", "trial-2"} <= set(listed), listed
 
-        names = [baseline.info.run_name, best.info.run_name]
-        browser.show_comparison(page, base, [baseline.info.run_id, best.info.run_id], study.experiment_id, names)
+        # Tick the baseline and the best variant, press Compare.
+        runs = (baseline, best)
+        browser.compare_runs(page, [run.info.run_name for run in runs])
         page.screenshot(path=screenshots / "compare.png", full_page=True)
         for metric in ("val_accuracy", "test_accuracy"):
-            expected = [browser.format_metric(run.data.metrics[metric]) for run in (baseline, best)]
+            expected = [browser.format_metric(run.data.metrics[metric]) for run in runs]
             # Placed in the right row, and level with the metric's name where a person reads it.
             assert browser.metric_row(page, metric) == expected, metric
             assert browser.metric_row_on_screen(page, metric) == expected, metric
+
+        # On to the Models tab: one logged model per finished run, each beside its run's test accuracy.
+        browser.open_models_tab(page)
+        shown = browser.logged_models_column(page, "test_accuracy")
+        page.screenshot(path=screenshots / "models.png")
+        expected_models = {
+            name: browser.js_number(run.data.metrics["test_accuracy"]) for name, run in study.finished().items()
+        }
+        assert shown == expected_models
 
         width, height = browser.show_artifact(page, base, study.experiment_id, best.info.run_id, CURVES_ARTIFACT)
         page.screenshot(path=screenshots / "learning_curves.png")
         assert width > 300 and height > 150, (width, height)
 
 
+@needs_study
+@needs_chromium
 def test_optuna_dashboard_lists_the_trials(study: BuiltStudy, screenshots: Path) -> None:
     trials = optuna.load_study(study_name=STUDY, storage=study.storage).get_trials()
     port = browser.free_port()

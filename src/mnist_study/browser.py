@@ -146,11 +146,6 @@ def chromium_page(width: int = 1440, height: int = 900) -> Iterator[Page]:
             context.close()
 
 
-def experiment_url(base: str, experiment_id: str) -> str:
-    """The experiment's runs table (MLflow's UI routes live after the `#`)."""
-    return f"{base}/#/experiments/{experiment_id}/runs"
-
-
 def compare_url(base: str, run_ids: Sequence[str], experiment_ids: Sequence[str]) -> str:
     """MLflow's compare view, built the way its frontend builds it (getCompareRunPageRoute)."""
     runs = json.dumps(list(run_ids), separators=(",", ":"))
@@ -179,12 +174,16 @@ def format_metric(value: float) -> str:
     # JavaScript's Math.round rounds halves up; Python's round() would round them to even.
     for limit, scale in ((10, 1000), (100, 100)):
         if magnitude < limit:
-            return _js_number(math.floor(value * scale + 0.5) / scale)
-    return _js_number(math.floor(value * 10 + 0.5) / 10)
+            return js_number(math.floor(value * scale + 0.5) / scale)
+    return js_number(math.floor(value * 10 + 0.5) / 10)
 
 
-def _js_number(value: float) -> str:
-    """JavaScript's Number.toString for the values format_metric makes: 2.0 prints as 2."""
+def js_number(value: float) -> str:
+    """JavaScript's Number.toString, for values in plain notation (1e-7 <= |value| < 1e21): 2.0 prints as 2.
+
+    Both languages print a float's shortest round-trip digits; only their exponent notations differ. The Models
+    tab prints a logged model's metrics this way, unrounded.
+    """
     return str(int(value)) if value == int(value) else repr(value)
 
 
@@ -195,20 +194,33 @@ def close_assistant(page: Page) -> None:
         close.first.click()
 
 
-def show_experiment(page: Page, base: str, experiment_id: str, parents: Sequence[str]) -> list[str]:
-    """Open the experiment's runs table, expand the named parent runs, return the run names shown in order."""
-    page.goto(experiment_url(base, experiment_id))
+RUN_NAMES = '[col-id="attributes.`Run Name`"] a'
+
+
+def show_experiment(page: Page, url: str, parents: Sequence[str]) -> list[str]:
+    """Open `url` (the experiment's link, as `make ui` prints it) on its runs table, expand the named parent
+    runs, return the run names shown in order."""
+    page.goto(url)
     for parent in parents:
         wait_for_text(page, parent)
         row = page.locator('[role="row"]', has_text=parent).first
         # The expander is the button in the run-name cell; child runs stay hidden until it is pressed.
         row.locator('[col-id="attributes.`Run Name`"] button').first.click()
-    names = page.locator('[col-id="attributes.`Run Name`"] a')
+    names = page.locator(RUN_NAMES)
     # Children render a moment after the click: wait until the table has grown past the top-level rows.
-    page.wait_for_function(
-        "n => document.querySelectorAll('[col-id=\"attributes.`Run Name`\"] a').length > n", arg=len(parents)
-    )
+    page.wait_for_function(f"n => document.querySelectorAll({json.dumps(RUN_NAMES)}).length > n", arg=len(parents))
     return [name.inner_text().strip() for name in names.all()]
+
+
+def compare_runs(page: Page, run_names: Sequence[str]) -> None:
+    """In the runs table, tick the named runs and press Compare; wait until the compare view shows them all."""
+    for name in run_names:
+        link = page.locator(RUN_NAMES).filter(has_text=re.compile(rf"^{re.escape(name)}$"))
+        row = page.locator('[role="row"]').filter(has=link).first
+        row.locator(".ag-selection-checkbox input[type=checkbox]").check()
+    page.get_by_role("button", name="Compare", exact=True).click()
+    page.wait_for_url(re.compile(r".*#/compare-runs\?"))
+    wait_for_comparison(page, run_names)
 
 
 def show_comparison(
@@ -216,6 +228,11 @@ def show_comparison(
 ) -> None:
     """Open MLflow's compare view of `run_ids` and wait until every run's name has rendered."""
     page.goto(compare_url(base, run_ids, [experiment_id]))
+    wait_for_comparison(page, run_names)
+
+
+def wait_for_comparison(page: Page, run_names: Sequence[str]) -> None:
+    """Wait until the compare view shows every run's name and its metrics table."""
     for name in run_names:
         wait_for_text(page, re.compile(rf"^{re.escape(name)}$"))
     page.get_by_text("val_accuracy", exact=True).first.wait_for()
@@ -268,6 +285,86 @@ def metric_row_on_screen(page: Page, metric: str) -> list[str]:
                 .map((cell) => cell.innerText.trim());
         }""",
         metric,
+    )
+
+
+def open_models_tab(page: Page) -> None:
+    """From any page of the UI with an experiment in its side bar, open the experiment's Models tab by clicking.
+
+    The side bar lists Models only in the UI's Model training mode. The compare view drops the link's
+    `workflowType` and falls back to what the browser remembers (GenAI in a fresh one, where the same page is
+    called "Agent versions"), so the mode switch is pressed first; pressing it in Model training mode changes
+    nothing. MLflow remembers the choice in this browser profile from then on.
+    """
+    page.get_by_role("button", name="Model training", exact=True).click()
+    page.get_by_role("link", name="Models", exact=True).click()
+    page.wait_for_url(re.compile(r".*#/experiments/[^/?]+/models"))
+
+
+# A logged model's cell holding its source run, and the Models tab's empty state (no model logged).
+_SOURCE_RUN_CELLS = ".ag-center-cols-container [col-id='source_run_id']"
+_NO_MODELS = "Track and compare versions of your models"
+# The Models tab's column named `name` when it is wholly on screen: {row id: text of the cell under its header},
+# else null. Cells are matched to the header by where they are drawn: their `col-id` is escaped differently.
+_COLUMN_ON_SCREEN = """(name) => {
+    const header = [...document.querySelectorAll('.ag-header-cell')]
+        .find((h) => h.querySelector('.ag-header-cell-text')?.textContent.trim() === name);
+    if (!header) return null;
+    const view = header.closest('.ag-root').querySelector('.ag-center-cols-viewport').getBoundingClientRect();
+    const box = header.getBoundingClientRect();
+    if (box.width === 0 || box.left < view.left || box.right > view.right) return null;
+    const values = {};
+    for (const row of document.querySelectorAll('.ag-center-cols-container .ag-row')) {
+        const cell = [...row.querySelectorAll(':scope > [col-id]')].find((c) => {
+            const r = c.getBoundingClientRect();
+            return Math.abs(r.left - box.left) < 1 && Math.abs(r.right - box.right) < 1;
+        });
+        if (cell) values[row.getAttribute('row-id')] = cell.innerText.trim();
+    }
+    return values;
+}"""
+
+
+def logged_models_column(page: Page, column: str, max_scrolls: int = 100) -> dict[str, str]:
+    """The Models tab's `column` (a metric's name) as a person reads it: {source run's name: value shown}.
+
+    The logged models' metrics are columns to the right of their attributes, drawn only when scrolled into view
+    (the table draws the columns on screen): the table is scrolled right with the mouse wheel until `column` is
+    wholly on screen, where it is read. Every model's source run is read first, before it scrolls away; an empty
+    Models tab gives {}.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    page.locator(_SOURCE_RUN_CELLS).or_(page.get_by_text(_NO_MODELS)).first.wait_for()
+    if not page.locator(_SOURCE_RUN_CELLS).count():
+        return {}
+    # A source run shows as its id until the UI has fetched the run's name: read the cells once every name is in.
+    page.wait_for_function(
+        """(selector) => [...document.querySelectorAll(selector)]
+            .every((cell) => !/^[0-9a-f]{32}$/.test(cell.innerText.trim()))""",
+        arg=_SOURCE_RUN_CELLS,
+    )
+    sources: dict[str, str] = page.evaluate(
+        """(selector) => Object.fromEntries([...document.querySelectorAll(selector)]
+            .map((cell) => [cell.closest('.ag-row').getAttribute('row-id'), cell.innerText.trim()]))""",
+        _SOURCE_RUN_CELLS,
+    )
+    viewport = page.locator(".ag-center-cols-viewport").first
+    viewport.hover()
+    handle = viewport.element_handle()
+    for _ in range(max_scrolls):
+        values = page.evaluate(_COLUMN_ON_SCREEN, column)
+        if values is not None:
+            return {sources[row]: value for row, value in values.items()}
+        before = handle.evaluate("v => v.scrollLeft")
+        page.mouse.wheel(150, 0)
+        # The wheel's scroll lands a frame or so later: wait until the table has moved (it stays put at its end).
+        try:
+            page.wait_for_function("([v, x]) => v.scrollLeft !== x", arg=[handle, before], timeout=10_000)
+        except PlaywrightTimeoutError:
+            break
+    raise LookupError(
+        f"the Models tab shows no column {column!r} (scrolled right to its end, or {max_scrolls} times)"
     )
 
 

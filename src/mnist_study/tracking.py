@@ -72,15 +72,20 @@ def get_or_create_experiment(client: MlflowClient, name: str, artifact_location:
 
     Several workers may start together; whoever loses the creation race reads the winner's experiment. Behind
     an `mlflow server` the server decides where artifacts go (it serves them to every host), so
-    `artifact_location` applies only to a store this process writes itself.
+    `artifact_location` applies only to a store this process writes itself. The experiment is tagged as model
+    training (`mlflow.experimentKind`, which MLflow's UI reads to choose between its GenAI and model-training
+    views); an existing experiment without that tag gets it, one whose kind was set otherwise keeps it.
     """
+    kind_tag, kind = "mlflow.experimentKind", "custom_model_development"
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
+        if kind_tag not in experiment.tags:
+            client.set_experiment_tag(experiment.experiment_id, kind_tag, kind)
         return experiment.experiment_id
     served = client.tracking_uri.startswith(("http://", "https://"))
     location = None if served else Path(artifact_location).as_uri()
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(name, artifact_location=location, tags={kind_tag: kind})
     except MlflowException:
         experiment = client.get_experiment_by_name(name)
         if experiment is None:

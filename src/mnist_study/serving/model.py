@@ -34,6 +34,8 @@ logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
 logging.getLogger("mlflow.pyfunc").setLevel(logging.WARNING)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
+# Where MLflow's fluent API reads the experiment from when no run is active.
+EXPERIMENT_VARIABLE = "MLFLOW_EXPERIMENT_ID"
 # The name of the model within its run (`runs:/<run id>/model`).
 MODEL_NAME = "model"
 # How many test images go into the logged input example (the request a person would send).
@@ -41,14 +43,20 @@ EXAMPLE_IMAGES = 2
 
 
 @contextlib.contextmanager
-def tracking_uri(uri: str) -> Iterator[None]:
-    """MLflow's model logging talks to the global tracking URI; point it at `uri` for the duration."""
-    previous = mlflow.get_tracking_uri()
+def fluent_target(uri: str, experiment_id: str) -> Iterator[None]:
+    """MLflow's model logging talks to the global tracking URI and puts the model in the global experiment (the
+    store's Default one, not the run's, when no fluent run is active): point both at the run's for the duration."""
+    previous_uri, previous_experiment = mlflow.get_tracking_uri(), os.environ.get(EXPERIMENT_VARIABLE)
     mlflow.set_tracking_uri(uri)
+    os.environ[EXPERIMENT_VARIABLE] = experiment_id
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(previous)
+        mlflow.set_tracking_uri(previous_uri)
+        if previous_experiment is None:
+            os.environ.pop(EXPERIMENT_VARIABLE, None)
+        else:
+            os.environ[EXPERIMENT_VARIABLE] = previous_experiment
 
 
 def log_model(client: MlflowClient, run_id: str, trained: keras.Model, example: np.ndarray) -> str:
@@ -62,7 +70,8 @@ def log_model(client: MlflowClient, run_id: str, trained: keras.Model, example: 
     wrapper = digit_classifier.DigitClassifier()
     wrapper.network = network
     signature = infer_signature(example, wrapper.predict(None, example))
-    with tempfile.TemporaryDirectory() as folder, tracking_uri(client.tracking_uri):
+    experiment_id = client.get_run(run_id).info.experiment_id
+    with tempfile.TemporaryDirectory() as folder, fluent_target(client.tracking_uri, experiment_id):
         path = Path(folder) / "network.keras"
         network.save(path)
         size = path.stat().st_size

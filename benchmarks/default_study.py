@@ -1,0 +1,128 @@
+"""The whole user path, per sampler seed: `make sweep`, then `python src/report.py`, in fresh stores.
+
+    .venv/bin/python benchmarks/default_study.py [--seeds 0 1 2] [--results FILE] [--arg OVERRIDE ...]
+
+For each seed the default study (`python src/run.py sweep`, with `hydra.sweeper.sampler.seed=<seed>`) runs in a
+throwaway folder's stores, then the report with its defaults (5 seeds, top 3 trials) on that study. Both run as
+the user runs them, in their own processes. Per seed it prints the wall time of each step, the study's pick (its
+best trial by validation accuracy), the champion the report promotes (see `report/registry.py`), its 5-seed test
+mean and its gain over the baseline in points. Last line: `min_gain=X seeds=N`, the smallest gain over the seeds.
+
+A seed's row is also appended to `--results` (JSON lines) as soon as it is measured, so that a run stopped midway
+keeps what it measured, and a later run (`--seeds 2`) adds to the same file: the table and the last line cover
+every row in the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+STUDY = "mnist-mlp"
+
+
+def run(command: list[str], log: Path) -> float:
+    """Run one step of the user path, its output to `log`; return its wall seconds; stop on failure."""
+    started = time.perf_counter()
+    with log.open("w") as output:
+        completed = subprocess.run(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, check=False)
+    if completed.returncode != 0:
+        sys.exit(f"error: {' '.join(command[1:3])} exited {completed.returncode}; its output: {log}")
+    return time.perf_counter() - started
+
+
+def measure(seed: int, extra: list[str], folder: Path) -> dict:
+    """Sweep and report for one sampler seed in `folder`'s stores; what the report promoted."""
+    stores = {
+        "optuna": f"sqlite:///{folder}/optuna.db",
+        "mlflow": f"sqlite:///{folder}/mlflow.db",
+    }
+    tracking = [f"tracking.uri={stores['mlflow']}", f"tracking.artifact_location={folder}/mlruns"]
+    sweep = [
+        PYTHON, "src/run.py", "sweep", f"hydra.sweeper.sampler.seed={seed}",
+        f"hydra.sweeper.storage={stores['optuna']}", f"hydra.sweep.dir={folder}/multirun", *tracking, *extra,
+    ]  # fmt: skip
+    report = [
+        PYTHON, "src/report.py", f"storage={stores['optuna']}", f"output_dir={folder}/report",
+        f"experiments_dir={folder}", f"hydra.run.dir={folder}/outputs", *tracking,
+    ]  # fmt: skip
+    sweep_seconds = run(sweep, folder / "sweep.log")
+    report_seconds = run(report, folder / "report.log")
+    return {"seed": seed, "sweep_s": sweep_seconds, "report_s": report_seconds, **outcome(stores)}
+
+
+def outcome(stores: dict[str, str]) -> dict:
+    """The study's pick, and the champion's label, test mean and gain, read back from the stores."""
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    study = optuna.load_study(study_name=STUDY, storage=stores["optuna"])
+    client = MlflowClient(stores["mlflow"])
+    champion = client.get_model_version_by_alias(STUDY, "champion")
+    report_run = client.get_run(champion.tags["report_run_id"])
+    with tempfile.TemporaryDirectory() as scratch:
+        results = json.loads(
+            Path(client.download_artifacts(report_run.info.run_id, "results.json", scratch)).read_text()
+        )
+    label = next(
+        label for label, row in results.items() if " ".join(row["overrides"]) == champion.tags["overrides"]
+    )
+    baseline = next(row for label_, row in results.items() if label_.startswith("baseline"))
+    row = results[label]
+    return {
+        "pick": f"trial {study.best_trial.number} (val {study.best_value:.4f})",
+        "champion": label,
+        "champion_mean": row["mean"],
+        "baseline_mean": baseline["mean"],
+        "gain_points": 100 * (row["mean"] - baseline["mean"]),
+        "verdict": row["verdict"],
+    }
+
+
+def print_rows(rows: list[dict]) -> None:
+    headers = ("seed", "make sweep", "report", "study's pick", "champion", "champion test", "gain (points)")
+    lines = [
+        (
+            str(row["seed"]),
+            f"{row['sweep_s'] / 60:.1f} min",
+            f"{row['report_s'] / 60:.1f} min",
+            row["pick"],
+            row["champion"],
+            f"{100 * row['champion_mean']:.2f} %",
+            f"{row['gain_points']:+.2f}",
+        )
+        for row in rows
+    ]
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *lines, strict=True)]
+    for index, line in enumerate([headers, *lines]):
+        print("| " + " | ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)) + " |")
+        if index == 0:
+            print("|" + "|".join("-" * (width + 2) for width in widths) + "|")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="sampler seeds (default 0 1 2)")
+    parser.add_argument("--results", type=Path, default=Path(tempfile.gettempdir()) / "default_study.jsonl")
+    parser.add_argument("--arg", action="append", default=[], help="an override for every sweep (repeatable)")
+    args = parser.parse_args()
+    for seed in args.seeds:
+        with tempfile.TemporaryDirectory(prefix=f"default_study_{seed}_") as folder:
+            row = measure(seed, args.arg, Path(folder))
+        with args.results.open("a") as results:
+            results.write(json.dumps(row) + "\n")
+        print(f"seed {seed}: {json.dumps(row)}", flush=True)
+    rows = [json.loads(line) for line in args.results.read_text().splitlines() if line.strip()]
+    print_rows(rows)
+    print(f"min_gain={min(row['gain_points'] for row in rows):.2f} seeds={len(rows)}")
+
+
+if __name__ == "__main__":
+    main()
