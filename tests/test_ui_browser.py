@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import PROJECT_ROOT, run_cli, store_overrides
 from mnist_study import browser, ui_link
+from mnist_study.paths import DEFAULT_TRACKING_URI, default_experiment
 from mnist_study.plots import CONFUSION_ARTIFACT, CURVES_ARTIFACT
 from mnist_study.tracking import get_or_create_experiment
 
@@ -129,7 +130,7 @@ def test_make_ui_prints_the_link_for_the_store_it_serves() -> None:
     assert recipe.index(link) < recipe.index(serve), recipe
     store = re.search(r"--backend-store-uri (\S+)", serve)
     assert store is not None and f"--tracking-uri {store.group(1)} " in link, recipe
-    assert store.group(1) == ui_link.DEFAULT_STORE, recipe
+    assert store.group(1) == DEFAULT_TRACKING_URI, recipe
     assert "--port 5123" in link and "--port 5123" in serve, recipe
 
 
@@ -142,7 +143,7 @@ def test_the_link_waits_for_the_sweep_then_opens_the_runs(tmp_path: Path) -> Non
         "http://127.0.0.1:5123/", None, "(no experiment 'mnist-mlp' yet: `make sweep` creates it)"
     )
     assert not (tmp_path / "mlflow.db").exists()
-    assert ui_link.experiment_name() == "mnist-mlp"  # conf/tracking/mlflow.yaml
+    assert default_experiment() == "mnist-mlp"  # conf/tracking/mlflow.yaml
 
     client = MlflowClient(tracking_uri=uri)
     experiment_id = get_or_create_experiment(client, "mnist-mlp", str(tmp_path / "mlruns"))

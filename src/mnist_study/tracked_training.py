@@ -22,6 +22,7 @@ from mnist_study.callbacks import EpochRecorder
 from mnist_study.data import load_mnist
 from mnist_study.describe import description, outcome, short_description
 from mnist_study.plots import CONFUSION_ARTIFACT, CURVES_ARTIFACT, confusion_figure, learning_curves, log_figure
+from mnist_study.serving import MODEL_ID_TAG
 from mnist_study.tracking import TrackedRun, tracked_run
 from mnist_study.train import train
 
@@ -87,7 +88,7 @@ def log_served_model(cfg: DictConfig, tracked: TrackedRun, trained: keras.Model)
 
     _, (test_images, _) = load_mnist(cfg.data.cache)
     model_id = log_model(tracked.client, tracked.run_id, trained, test_images[:EXAMPLE_IMAGES])
-    tracked.set_tags({"model_id": model_id})
+    tracked.set_tags({MODEL_ID_TAG: model_id})
 
 
 def log_plots(

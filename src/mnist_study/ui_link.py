@@ -16,13 +16,8 @@ import sqlite3
 from pathlib import Path
 from typing import NamedTuple
 
-from omegaconf import OmegaConf
+from mnist_study.paths import DEFAULT_TRACKING_URI, default_experiment
 
-from mnist_study.paths import PROJECT_ROOT
-
-# The project's default store (conf/tracking/mlflow.yaml's `uri`), which `make ui` serves.
-DEFAULT_STORE = f"sqlite:///{PROJECT_ROOT}/mlflow.db"
-TRACKING_CONFIG = PROJECT_ROOT / "conf" / "tracking" / "mlflow.yaml"
 MODEL_TRAINING = "workflowType=machine_learning"
 
 
@@ -32,11 +27,6 @@ class UiLink(NamedTuple):
     url: str
     experiment_id: str | None
     note: str
-
-
-def experiment_name(config: Path = TRACKING_CONFIG) -> str:
-    """The experiment every job logs to (conf/tracking/mlflow.yaml's `experiment`)."""
-    return str(OmegaConf.load(config).experiment)
 
 
 def experiment_url(base: str, experiment_id: str) -> str:
@@ -68,10 +58,10 @@ def _find_in_sqlite(database: Path, name: str) -> tuple[str, str] | None:
     return None if row is None else (str(row[0]), str(row[1]))
 
 
-def ui_link(base: str, tracking_uri: str = DEFAULT_STORE, name: str | None = None) -> UiLink:
+def ui_link(base: str, tracking_uri: str = DEFAULT_TRACKING_URI, name: str | None = None) -> UiLink:
     """The link to print for an MLflow UI at `base` over `tracking_uri`: the experiment's runs table when it
     exists, else the UI's front page with what to do."""
-    name = name or experiment_name()
+    name = name or default_experiment()
     found = find_experiment(tracking_uri, name)
     if found is None:
         return UiLink(f"{base}/", None, f"(no experiment {name!r} yet: `make sweep` creates it)")
@@ -83,7 +73,7 @@ def ui_link(base: str, tracking_uri: str = DEFAULT_STORE, name: str | None = Non
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tracking-uri", default=DEFAULT_STORE)
+    parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI)
     parser.add_argument("--experiment", default=None, help="default: conf/tracking/mlflow.yaml's experiment")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)

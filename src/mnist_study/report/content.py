@@ -13,10 +13,11 @@ from mnist_study.paths import portable
 from mnist_study.report import figures, selection
 from mnist_study.report.document import Block, Code, Heading, Image, Paragraph, Table
 from mnist_study.report.environment import Fact
-from mnist_study.report.registry import CHAMPION_ALIAS, REGISTERED_SEED, Registered
+from mnist_study.report.registry import REGISTERED_SEED, Registered
 from mnist_study.report.rerun import RerunResult, command
 from mnist_study.report.results import Row, p_text, pct, signed_pp
 from mnist_study.secrets import redact
+from mnist_study.serving import CHAMPION_ALIAS
 
 STATISTICS = (
     "Each configuration is refitted on the full training set (no validation hold-out) once per seed and scored "

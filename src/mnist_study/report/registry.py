@@ -20,9 +20,8 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from mnist_study.report.results import Row, p_text, pct
+from mnist_study.serving import BASELINE_ALIAS, CHAMPION_ALIAS, MODEL_ID_TAG
 
-BASELINE_ALIAS = "baseline"
-CHAMPION_ALIAS = "champion"
 # The refit whose model is registered: every configuration's seed 0, like the study's own trials.
 REGISTERED_SEED = 0
 # Config groups an override may choose an option of (`optimizer=adam`), as opposed to setting a key.
@@ -56,7 +55,7 @@ def promote(
         if row.candidate.role not in ("baseline", "variant"):
             continue
         refit = next(result for result in row.refits if result.refit.seed == REGISTERED_SEED)
-        model_id = client.get_run(refit.run_id).data.tags.get("model_id")
+        model_id = client.get_run(refit.run_id).data.tags.get(MODEL_ID_TAG)
         if model_id is None:
             raise ValueError(
                 f"refit run {refit.run_id} logged no model (tracking.log_model=false?): nothing to register"

@@ -21,7 +21,7 @@ from omegaconf import open_dict
 
 from mnist_study import logged_config
 from mnist_study.metrics import FINAL_METRICS, HISTORY_METRICS
-from mnist_study.paths import PROJECT_ROOT
+from mnist_study.paths import DEFAULT_TRACKING_URI, PROJECT_ROOT
 
 DIFFERS_EXIT = 3
 # Metrics as `{name: {step: value}}`; final metrics sit at step 0, history metrics at step = epoch.
@@ -131,7 +131,7 @@ def rerun_in_subprocess(tracking_uri: str, run_id: str, timeout: float = 3600) -
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tracking-uri", default=f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}")
+    parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI)
     parser.add_argument("run_id")
     args = parser.parse_args(argv)
     result = rerun_here(args.tracking_uri, args.run_id)
