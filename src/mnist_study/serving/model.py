@@ -12,6 +12,7 @@ import logging
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,9 +70,14 @@ def log_model(client: MlflowClient, run_id: str, trained: keras.Model, example: 
     network = serving_network(trained)
     wrapper = digit_classifier.DigitClassifier()
     wrapper.network = network
-    signature = infer_signature(example, wrapper.predict(None, example))
+    with quiet_schema_warnings():
+        signature = infer_signature(example, wrapper.predict(None, example))
     experiment_id = client.get_run(run_id).info.experiment_id
-    with tempfile.TemporaryDirectory() as folder, fluent_target(client.tracking_uri, experiment_id):
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        fluent_target(client.tracking_uri, experiment_id),
+        quiet_schema_warnings(),
+    ):
         path = Path(folder) / "network.keras"
         network.save(path)
         size = path.stat().st_size
@@ -89,6 +95,19 @@ def log_model(client: MlflowClient, run_id: str, trained: keras.Model, example: 
             pip_requirements=requirements(),
         )
     return info.model_id
+
+
+@contextlib.contextmanager
+def quiet_schema_warnings() -> Iterator[None]:
+    """Two of MLflow's warnings that say nothing about this model: an integer column (`digit`) cannot hold a
+    missing value (a digit is never missing), and `predict` has no type hints MLflow can validate against (the
+    signature, inferred from real images, does that)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=".*Inferred schema contains integer column", category=UserWarning
+        )
+        warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method", category=UserWarning)
+        yield
 
 
 def requirements() -> list[str]:
