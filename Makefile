@@ -12,9 +12,12 @@ RUN := $(VENV)/bin/python
 # Where `make ui` and `make dashboard` listen (loopback only) and what the dashboard reads.
 UI_PORT ?= 5000
 DASHBOARD_PORT ?= 8080
+# Where `make serve` answers, and which registered model version it serves.
+SERVE_PORT ?= 5001
+MODEL ?= models:/mnist-mlp@champion
 STORAGE ?= sqlite:///$(CURDIR)/optuna.db
 
-.PHONY: help install baseline seed-replica sweep test lint format services services-stop postgresql bench ui dashboard screenshots
+.PHONY: help install baseline seed-replica sweep test lint format services services-stop postgresql bench ui dashboard serve screenshots
 
 help:
 	@echo "make sweep     set up (first time) and run the default Optuna study"
@@ -25,6 +28,7 @@ help:
 	@echo "make services  a throwaway PostgreSQL + mlflow server on 127.0.0.1 for many workers (services-stop ends them)"
 	@echo "make ui        the MLflow UI over the default store, on http://127.0.0.1:$(UI_PORT)"
 	@echo "make dashboard optuna-dashboard over the default study storage, on http://127.0.0.1:$(DASHBOARD_PORT)"
+	@echo "make serve     the report's champion model (MODEL=...) answering POST /invocations on http://127.0.0.1:$(SERVE_PORT)"
 
 # The stamp is remade whenever the lock changes, so `git pull` followed by any target resyncs the environment.
 $(VENV)/.installed: pyproject.toml uv.lock
@@ -87,6 +91,14 @@ ui: install
 # optuna-dashboard over the sweep's storage; STORAGE=... points it at another (a PostgreSQL URL, say).
 dashboard: install
 	$(VENV)/bin/optuna-dashboard "$(STORAGE)" --host 127.0.0.1 --port $(DASHBOARD_PORT)
+
+# The registered champion (set by `python src/report.py`) as a REST service, in this environment (no virtualenv is
+# built, nothing is downloaded; MLflow starts uvicorn by name, so .venv/bin goes first on PATH). Ask it with
+# curl -s 127.0.0.1:$(SERVE_PORT)/invocations -H 'Content-Type: application/json' -d @request.json (README).
+serve: install
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MLFLOW_TRACKING_URI=sqlite:///$(CURDIR)/mlflow.db \
+	  $(VENV)/bin/mlflow models serve -m "$(MODEL)" \
+	  --env-manager local --host 127.0.0.1 --port $(SERVE_PORT)
 
 # The README's screenshots (docs/*.png), taken from the default store and study by the browser test's helpers.
 screenshots: install
