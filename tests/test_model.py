@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import keras
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import get_class
@@ -43,3 +45,20 @@ def test_every_optimizer_file_builds_its_target_with_its_arguments(name: str) ->
 def test_bad_model_settings_name_the_key(units: int, dropout: float, key: str) -> None:
     with pytest.raises(ValueError, match=key):
         model.build_model(units, dropout=dropout)
+
+
+def test_the_served_network_takes_raw_pixels_and_answers_as_the_trained_one_bit_for_bit(tmp_path: Path) -> None:
+    from mnist_study.data import load_mnist
+    from mnist_study.serving.network import serving_network
+
+    trained = model.build_model(64, dropout=0.2)
+    _, (images, _) = load_mnist()
+    # The training path's own scaling (data.make_split): flatten, float32, divide by 255.
+    scaled = images[:300].reshape(300, -1).astype("float32") / np.float32(255)
+    served = serving_network(trained)
+    assert np.array_equal(served.predict(images[:300], verbose=0), trained.predict(scaled, verbose=0))
+    # Saved and loaded with plain Keras (built-in layers only), with no optimizer state inside.
+    served.save(tmp_path / "network.keras")
+    loaded = keras.saving.load_model(tmp_path / "network.keras")
+    assert loaded.optimizer is None
+    assert np.array_equal(loaded.predict(images[:300], verbose=0), served.predict(images[:300], verbose=0))

@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from conftest import PROJECT_ROOT, RUN_PY, run_cli, store_overrides
+from mnist_study.serving import MODEL_ID_TAG
 from mnist_study.sweep.storage import open_storage
 from mnist_study.sweep.trials import MLFLOW_RUN_ATTR
 
@@ -82,6 +83,8 @@ def test_sweep_finishes_n_trials_then_extends_under_the_same_parent(tmp_path: Pa
         # One value per epoch trained, equal to what the trial reported to Optuna at the same step.
         assert {m.step: m.value for m in history} == pytest.approx(trial.intermediate_values)
         assert ("test_accuracy" in child.data.metrics) == (trial.state == TrialState.COMPLETE)
+        # A COMPLETE trial logs its network as a model; a PRUNED one logs none.
+        assert (MODEL_ID_TAG in child.data.tags) == (trial.state == TrialState.COMPLETE)
     assert parent.data.metrics[f"best_{objective}"] == pytest.approx(study.best_value)
     artifacts = {item.path for item in client.list_artifacts(parent.info.run_id)}
     assert {"trials.csv", "best.json", "plots"} <= artifacts
@@ -104,6 +107,7 @@ def test_sweep_finishes_n_trials_then_extends_under_the_same_parent(tmp_path: Pa
     assert sorted(children) == sorted(f"trial-{n}" for n in range(8))
     assert children["trial-7"].data.tags["optuna.state"] == "PRUNED"
     assert "test_accuracy" not in children["trial-7"].data.metrics
+    assert MODEL_ID_TAG not in children["trial-7"].data.tags
 
 
 @pytest.mark.slow
@@ -117,6 +121,9 @@ def test_command_line_narrows_and_fixes_and_failed_trials_do_not_stop_the_sweep(
     assert [(int(n), state) for n, _, state in PROGRESS.findall(output)] == [(0, "FAIL"), (1, "FAIL")]
     trials = optuna.load_study(study_name="smoke", storage=storage).get_trials()
     assert [trial.state for trial in trials] == [TrialState.FAIL, TrialState.FAIL]
+    _, runs = mlflow_runs(tmp_path)
+    # A FAILED trial logs no model either.
+    assert not any(MODEL_ID_TAG in run.data.tags for run in runs)
     for trial in trials:
         assert "loss became nan" in trial.user_attrs["fail_reason"]
         assert trial.params["model.units"] in (64, 96)
