@@ -35,7 +35,6 @@ import http.client
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -53,11 +52,10 @@ import numpy as np
 from common import ROOT, median, print_table
 from mlflow.pyfunc import scoring_server
 
-from mnist_study.browser import QUIET_SERVERS, free_port
+from mnist_study.browser import free_port, model_server_command, serve
 from mnist_study.data import load_mnist
+from mnist_study.paths import DEFAULT_TRACKING_URI
 
-BIN = Path(sys.executable).parent
-DEFAULT_TRACKING_URI = f"sqlite:///{ROOT}/mlflow.db"
 # The tiny run trained when no --model is given: enough for a real model, in a minute.
 TINY_RUN = ("data.train_subset=2000", "train.epochs=1", "tracking.plots=false")
 BATCH_SIZES = (1, 256)
@@ -107,67 +105,12 @@ def train_tiny_model(scratch: Path) -> tuple[str, str]:
 def model_server(model_uri: str, tracking_uri: str, log_path: Path) -> Iterator[tuple[str, int]]:
     """`mlflow models serve` on a free loopback port, as `make serve` runs it; yields (host, port), then stops it.
 
-    RuntimeError with the server's log if it exits early or `/ping` does not answer within START_TIMEOUT.
+    RuntimeError with the server's log if it exits early or does not answer within START_TIMEOUT.
     """
     port = free_port()
-    command = [
-        *(str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local"),
-        *("--host", "127.0.0.1", "--port", str(port)),
-    ]
-    env = {
-        **os.environ,
-        **QUIET_SERVERS,
-        # `mlflow models serve` runs `uvicorn` by name through bash, so the environment's bin/ must be on PATH.
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-    }
-    with open(log_path, "wb") as log:
-        # A session of its own, so that stopping it also stops the uvicorn process it starts.
-        process = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
-        try:
-            wait_for_ping(process, port, log_path)
-            yield "127.0.0.1", port
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=15)
-
-
-def wait_for_ping(process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
-    """Return once `GET /ping` answers 200; RuntimeError with the log's end if the server exits or is too slow."""
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}:\n{log_tail(log_path)}")
-        with contextlib.suppress(OSError, http.client.HTTPException):
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            try:
-                connection.request("GET", "/ping")
-                if connection.getresponse().status == 200:
-                    return
-            finally:
-                connection.close()
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"/ping: no answer after {START_TIMEOUT:.0f} s:\n{log_tail(log_path)}")
-        time.sleep(0.5)
-
-
-def log_tail(log_path: Path, characters: int = 3000) -> str:
-    """The end of the server's log, for an error message."""
-    return log_path.read_text(errors="replace")[-characters:]
+    env = {"MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    with serve(model_server_command(model_uri, port), port, log_path, START_TIMEOUT, env):
+        yield "127.0.0.1", port
 
 
 def encode(images: np.ndarray) -> bytes:

@@ -8,14 +8,8 @@ process, and its probabilities must match theirs.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -26,7 +20,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli, store_overrides
-from mnist_study.browser import QUIET_SERVERS, free_port
+from mnist_study.browser import free_port, model_server_command, serve
 from mnist_study.data import load_mnist
 
 pytestmark = pytest.mark.slow
@@ -37,7 +31,6 @@ SMALL = ["data.train_subset=2000", "train.epochs=1"]
 IMAGES = 32
 # Loading TensorFlow and the model takes the server 20-60 s on a busy 2-core machine; the wait is bounded.
 START_TIMEOUT = 300.0
-BIN = Path(sys.executable).parent
 
 
 @dataclass
@@ -73,69 +66,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
 def server(trained: TrainedRun) -> Iterator[str]:
     """`mlflow models serve` of the run's model on a free loopback port; yields its base URL, then stops it."""
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    env = {"MLFLOW_TRACKING_URI": trained.tracking_uri, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
     log_path = trained.folder / "serve.log"
-    command = [
-        *(str(BIN / "mlflow"), "models", "serve", "-m", trained.model_uri, "--env-manager", "local"),
-        *("--host", "127.0.0.1", "--port", str(port)),
-    ]
-    env = {
-        **os.environ,
-        **QUIET_SERVERS,
-        # `mlflow models serve` runs `uvicorn` by name through bash, so the environment's bin/ must be on PATH.
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "MLFLOW_TRACKING_URI": trained.tracking_uri,
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-    }
-    with open(log_path, "wb") as log:
-        # A session of its own, so that stopping it also stops the uvicorn process it starts.
-        process = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
-        try:
-            wait_for_ping(process, url, log_path)
-            yield url
-        finally:
-            stop(process)
-
-
-def wait_for_ping(process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
-    """Return once `/ping` answers 200; fail the test with the server's log if it exits or takes too long."""
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"the server exited with {process.returncode}:\n{log_tail(log_path)}")
-        with (
-            contextlib.suppress(urllib.error.URLError, OSError),
-            urllib.request.urlopen(f"{url}/ping", timeout=5) as answer,
-        ):
-            if answer.status == 200:
-                return
-        if time.monotonic() > deadline:
-            pytest.fail(f"{url}/ping: no answer after {START_TIMEOUT:.0f} s:\n{log_tail(log_path)}")
-        time.sleep(0.5)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's process group, then SIGKILL it if it lingers."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=15)
-
-
-def log_tail(log_path: Path, characters: int = 4000) -> str:
-    """The end of the server's log, for a failure message."""
-    return log_path.read_text(errors="replace")[-characters:]
+    with serve(model_server_command(trained.model_uri, port), port, log_path, START_TIMEOUT, env) as url:
+        yield url
 
 
 def post(url: str, payload: object) -> tuple[int, dict]:

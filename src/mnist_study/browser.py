@@ -20,7 +20,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,12 +60,21 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(command: Sequence[str], port: int, log_path: Path, timeout: float = 120) -> Iterator[str]:
+def serve(
+    command: Sequence[str],
+    port: int,
+    log_path: Path,
+    timeout: float = 120,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[str]:
     """Start a web server (its own process group), wait until it answers on `port`, yield its base URL, stop it.
 
-    Raises RuntimeError with the server's log when it exits early or does not answer within `timeout` seconds.
+    `env` adds to the environment. The environment's bin/ comes first on PATH: `mlflow models serve` starts
+    `uvicorn` by name. Raises RuntimeError with the server's log when it exits early or does not answer within
+    `timeout` seconds.
     """
     url = f"http://127.0.0.1:{port}"
+    path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     with open(log_path, "wb") as log:
         # A session of its own, so that stopping it also stops the worker processes it forks (uvicorn, gunicorn).
         process = subprocess.Popen(
@@ -74,7 +83,7 @@ def serve(command: Sequence[str], port: int, log_path: Path, timeout: float = 12
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            env={**os.environ, **QUIET_SERVERS},
+            env={**os.environ, **QUIET_SERVERS, "PATH": path, **(env or {})},
         )
         try:
             _wait_until_up(process, url, log_path, timeout)
@@ -117,6 +126,14 @@ def mlflow_ui_command(tracking_uri: str, port: int) -> list[str]:
     return [
         *(str(BIN / "mlflow"), "ui", "--backend-store-uri", tracking_uri),
         *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
+    ]
+
+
+def model_server_command(model_uri: str, port: int) -> list[str]:
+    """`mlflow models serve` of one model on loopback, in this environment (no virtualenv built, no download)."""
+    return [
+        *(str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local"),
+        *("--host", "127.0.0.1", "--port", str(port)),
     ]
 
 

@@ -151,13 +151,20 @@ def check_writable_parent(path: str, key: str, value: str) -> None:
         raise ConfigError(f"{key}={redact(value)}: cannot create a store in {folder} ({reason})") from None
 
 
-def check_reachable(uri: str) -> None:
-    """A tracking server answers `/health`; give up after a bounded wait rather than hang a study."""
+def unreachable(uri: str) -> str | None:
+    """Why no MLflow server answers `/health` at `uri` within a bounded wait (MLflow's own client would retry for
+    minutes), or None when one does."""
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=TRACKING_TIMEOUT_SECONDS):
-            pass
+            return None
     except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
+        return str(getattr(error, "reason", error))
+
+
+def check_reachable(uri: str) -> None:
+    """A tracking server answers `/health`; give up after a bounded wait rather than hang a study."""
+    reason = unreachable(uri)
+    if reason is not None:
         raise ConfigError(
             f"tracking.uri={redact(uri)}: no MLflow server answers ({reason}); start one (make services) "
             "or use the default sqlite store"

@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +23,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
 
-from mnist_study.checks import TRACKING_TIMEOUT_SECONDS
+from mnist_study.checks import unreachable
 from mnist_study.paths import DEFAULT_TRACKING_URI, default_experiment
 from mnist_study.secrets import redact
 from mnist_study.serving import CHAMPION_ALIAS, MODEL_ID_TAG
@@ -188,12 +186,9 @@ def open_store(uri: str, model_uri: str) -> MlflowClient:
 
 
 def check_server(uri: str) -> None:
-    """A tracking server answers `/health`; a bounded wait, where MLflow's client would retry for minutes."""
-    try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=TRACKING_TIMEOUT_SECONDS):
-            pass
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
+    """A tracking server answers `/health` (see `checks.unreachable`)."""
+    reason = unreachable(uri)
+    if reason is not None:
         raise PredictError(
             f"no MLflow server answers at {uri} ({reason}); fix: start it (make services) or pass --tracking-uri"
         ) from None
