@@ -28,6 +28,9 @@ def report_cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
         f"output_dir={folder}/report",
         f"hydra.run.dir={folder}/outputs",
     ]
+    if not any(arg.startswith("experiments_dir=") for arg in args):
+        # The champion's experiment file goes beside the stores, never into the repository's experiments/.
+        stores.append(f"experiments_dir={folder}")
     return subprocess.run(
         [sys.executable, str(REPORT_PY), *stores, *args],
         cwd=PROJECT_ROOT,
@@ -73,6 +76,9 @@ def test_report_holds_every_section(reported: Path) -> None:
     for name in ("accuracy", "learning_curves", "optimization_history", "param_importances"):
         assert f"figures/{name}.png" in markdown
     assert_self_contained((reported / "report" / "report.html").read_text())
+    # The champion's experiment file is written where the report is told, and nowhere in the repository.
+    assert (reported / "smoke_champion.yaml").read_text().startswith("# @package _global_\n")
+    assert not (PROJECT_ROOT / "experiments" / "smoke_champion.yaml").exists()
 
 
 @pytest.mark.slow
