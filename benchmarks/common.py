@@ -7,6 +7,7 @@ runs from any working directory as `.venv/bin/python benchmarks/<name>.py`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import runpy
 import statistics
@@ -109,18 +110,20 @@ class FitClock:
 class Stopwatches:
     """Wall time inside chosen functions (outermost calls only, per label), patched in for the duration of a block.
 
-    Used to say where a sweep's time outside `fit`/`evaluate` goes; a label whose owner or attribute does not
-    exist (the code moved) is skipped, never an error, since the breakdown is informative only.
+    A target is (label, owner, attribute); the owner is a "package.module[:Class]" path or the object itself (a
+    module, a class, an instance). Used to say where a sweep's or a request's time goes; a target whose owner or
+    attribute does not exist (the code moved) is skipped, never an error, since the breakdown is informative only.
     """
 
-    def __init__(self, targets: Sequence[tuple[str, str, str]]) -> None:
-        # (label, "package.module[:Class]", attribute)
+    def __init__(self, targets: Sequence[tuple[str, Any, str]]) -> None:
         self.targets = list(targets)
         self.seconds: dict[str, float] = {label: 0.0 for label, _, _ in targets}
         self.calls: dict[str, int] = {label: 0 for label, _, _ in targets}
         self._depth: dict[str, int] = {label: 0 for label, _, _ in targets}
 
     def _timed(self, label: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        # functools.wraps keeps the signature visible: MLflow's request handler inspects `predict` for `params`.
+        @functools.wraps(function)
         def timed(*args: Any, **kwargs: Any) -> Any:
             self._depth[label] += 1
             started = time.perf_counter()
@@ -137,17 +140,17 @@ class Stopwatches:
     @contextlib.contextmanager
     def installed(self) -> Iterator[Stopwatches]:
         """Patch every target that exists, then restore each exactly as it was."""
-        restore: list[tuple[Any, str, Any]] = []
+        # (owner, attribute, original, whether the owner itself held it: else the patch shadows an inherited or
+        # bound attribute, and restoring means deleting it again)
+        restore: list[tuple[Any, str, Any, bool]] = []
         try:
             for label, where, attribute in self.targets:
-                module_name, _, class_name = where.partition(":")
-                try:
-                    owner: Any = importlib.import_module(module_name)
-                    if class_name:
-                        owner = getattr(owner, class_name)
-                    original = owner.__dict__[attribute] if class_name else getattr(owner, attribute)
-                except (ImportError, AttributeError, KeyError):
+                owner = _owner(where)
+                if owner is None or not hasattr(owner, attribute):
                     continue
+                own = attribute in vars(owner)
+                # The raw dictionary entry keeps a classmethod or staticmethod what it is.
+                original = vars(owner)[attribute] if own else getattr(owner, attribute)
                 if isinstance(original, classmethod):
                     replacement: Any = classmethod(self._timed(label, original.__func__))
                 elif isinstance(original, staticmethod):
@@ -155,11 +158,26 @@ class Stopwatches:
                 else:
                     replacement = self._timed(label, original)
                 setattr(owner, attribute, replacement)
-                restore.append((owner, attribute, original))
+                restore.append((owner, attribute, original, own))
             yield self
         finally:
-            for owner, attribute, original in reversed(restore):
-                setattr(owner, attribute, original)
+            for owner, attribute, original, own in reversed(restore):
+                if own:
+                    setattr(owner, attribute, original)
+                else:
+                    delattr(owner, attribute)
+
+
+def _owner(where: Any) -> Any:
+    """The object a "package.module[:Class]" path names (None if it does not exist), or `where` itself."""
+    if not isinstance(where, str):
+        return where
+    module_name, _, class_name = where.partition(":")
+    try:
+        owner = importlib.import_module(module_name)
+    except ImportError:
+        return None
+    return getattr(owner, class_name, None) if class_name else owner
 
 
 def run_cli_in_process(arguments: Sequence[str]) -> float:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import http.client
 import json
 import os
@@ -39,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,7 +47,7 @@ import common  # noqa: F401  (first: puts src/ on the path and imports TensorFlo
 # isort: split
 import mlflow
 import numpy as np
-from common import ROOT, median, print_table
+from common import ROOT, Stopwatches, median, print_table
 from mlflow.pyfunc import scoring_server
 
 from mnist_study.browser import free_port, model_server_command, serve
@@ -153,47 +151,6 @@ class Client:
         return decode(self.send("POST", "/invocations", encode(images)))
 
 
-class StageClock:
-    """Seconds spent in chosen callables, patched in for the duration of a block (outermost calls only)."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._depth: dict[str, int] = {}
-
-    def timed(self, label: str, function: Callable[..., Any]) -> Callable[..., Any]:
-        # functools.wraps keeps the signature visible: the server's handler inspects `predict` for `params`.
-        @functools.wraps(function)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            self._depth[label] = self._depth.get(label, 0) + 1
-            started = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                self._depth[label] -= 1
-                if self._depth[label] == 0:
-                    self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - started
-
-        return wrapper
-
-    @contextlib.contextmanager
-    def installed(self, targets: Sequence[tuple[str, Any, str]]) -> Iterator[StageClock]:
-        """Patch each (label, owner, attribute), then restore it: a module's global or an instance's attribute."""
-        restore: list[tuple[Any, str, Any, bool]] = []
-        try:
-            for label, owner, attribute in targets:
-                own = isinstance(owner, types.ModuleType) or attribute in vars(owner)
-                original = getattr(owner, attribute)
-                setattr(owner, attribute, self.timed(label, original))
-                restore.append((owner, attribute, original, own))
-            yield self
-        finally:
-            for owner, attribute, original, own in reversed(restore):
-                if own:
-                    setattr(owner, attribute, original)
-                else:
-                    delattr(owner, attribute)
-
-
 def breakdown(model: mlflow.pyfunc.PyFuncModel, images: np.ndarray, requests: int) -> list[dict[str, float]]:
     """Time one request's stages in this process, `requests` times; seconds per stage (nested, as measured).
 
@@ -214,8 +171,7 @@ def breakdown(model: mlflow.pyfunc.PyFuncModel, images: np.ndarray, requests: in
     ]
     timings = []
     for _ in range(requests):
-        clock = StageClock()
-        with clock.installed(targets):
+        with Stopwatches(targets).installed() as clock:
             started = time.perf_counter()
             body = encode(images)
             encoded = time.perf_counter()
