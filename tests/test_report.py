@@ -112,9 +112,9 @@ def test_missing_study_and_bad_counts_are_report_errors(study: optuna.Study, sto
 
 def test_later_overrides_win_per_key() -> None:
     merged = refit.merge_overrides(
-        ["model.units=512", "train.epochs=5", "+experiment=seed_replica"], ["train.epochs=1"], ["seed=3"]
+        ["model.units=512", "train.epochs=5", "+experiments=seed_replica"], ["train.epochs=1"], ["seed=3"]
     )
-    assert merged == ("model.units=512", "train.epochs=1", "+experiment=seed_replica", "seed=3")
+    assert merged == ("model.units=512", "train.epochs=1", "+experiments=seed_replica", "seed=3")
 
 
 LOGGED = {"loss": {1: 0.5, 2: 0.25}, "val_accuracy": {1: 0.9, 2: 0.95}, "test_accuracy": {0: 0.97}}

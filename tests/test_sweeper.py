@@ -80,12 +80,12 @@ def test_the_default_space_searches_the_missions_three_around_the_tutorials_netw
 
 
 def test_command_line_sweep_replaces_a_space_and_a_plain_value_fixes_it() -> None:
-    arguments = ["+experiment=sweep", "model.units=choice(64,96)", "optimizer=adam", "data.train_subset=3000"]
+    arguments = ["+experiments=sweep", "model.units=choice(64,96)", "optimizer=adam", "data.train_subset=3000"]
     space = parse_space(SWEEP_PARAMS, arguments)
     assert space.distributions["model.units"] == CategoricalDistribution([64, 96])
     assert "optimizer" not in space.distributions
     assert space.fixed == {"optimizer": "optimizer=adam"}
-    assert space.passthrough == ("+experiment=sweep", "data.train_subset=3000")
+    assert space.passthrough == ("+experiments=sweep", "data.train_subset=3000")
     overrides = space.job_overrides({"model.units": 64, "optimizer.learning_rate": 0.000123})
     assert overrides[:3] == ["model.units=64", "optimizer.learning_rate=0.000123", "optimizer=adam"]
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from omegaconf import DictConfig
 
 # Overrides that say where a job logs or reports, not what it trains; they do not name a run.
-BOOKKEEPING_PREFIXES = ("+experiments=", "experiments=", "+experiment=", "trial.", "tracking.", "hydra.", "name=")
+BOOKKEEPING_PREFIXES = ("+experiments=", "experiments=", "trial.", "tracking.", "hydra.", "name=")
 
 
 def run_name(cfg: DictConfig, overrides: Sequence[str] = ()) -> str:

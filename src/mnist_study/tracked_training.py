@@ -87,7 +87,7 @@ def log_served_model(cfg: DictConfig, tracked: TrackedRun, trained: keras.Model)
     from mnist_study.serving.model import EXAMPLE_IMAGES, log_model
 
     _, (test_images, _) = load_mnist(cfg.data.cache)
-    model_id = log_model(tracked.client, tracked.run_id, trained, test_images[:EXAMPLE_IMAGES])
+    model_id = log_model(tracked, trained, test_images[:EXAMPLE_IMAGES])
     tracked.set_tags({MODEL_ID_TAG: model_id})
 
 

@@ -94,11 +94,12 @@ def get_or_create_experiment(client: MlflowClient, name: str, artifact_location:
 
 
 class TrackedRun:
-    """One MLflow run: its client, id and the logging a job does into it."""
+    """One MLflow run: its client, id, experiment and the logging a job does into it."""
 
-    def __init__(self, client: MlflowClient, run_id: str) -> None:
+    def __init__(self, client: MlflowClient, run_id: str, experiment_id: str) -> None:
         self.client = client
         self.run_id = run_id
+        self.experiment_id = experiment_id
         self.loggers: list[EpochLogger] = []
 
     def epoch_logger(self, synchronous: bool = False) -> EpochLogger:
@@ -134,7 +135,7 @@ def tracked_run(cfg: DictConfig, run_name: str, tags: Mapping[str, str] | None =
     run = client.create_run(
         experiment_id, run_name=run_name, tags={k: redact(str(v)) for k, v in all_tags.items()}
     )
-    tracked = TrackedRun(client, run.info.run_id)
+    tracked = TrackedRun(client, run.info.run_id, experiment_id)
     try:
         params = [Param(key, value) for key, value in run_params(cfg).items()]
         for start in range(0, len(params), PARAMS_PER_BATCH):

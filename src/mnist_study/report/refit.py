@@ -51,7 +51,7 @@ class RefitResult:
 
 
 def override_key(override: str) -> str:
-    """`model.units` for `model.units=64`, `experiment` for `+experiment=x` (what a later override replaces)."""
+    """`model.units` for `model.units=64`, `experiments` for `+experiments=x` (what a later override replaces)."""
     return override.split("=", 1)[0].lstrip("+~")
 
 

@@ -21,10 +21,10 @@ import mlflow
 import numpy as np
 from mlflow.entities import Metric
 from mlflow.models import infer_signature
-from mlflow.tracking import MlflowClient
 
 from mnist_study.serving import digit_classifier
 from mnist_study.serving.network import serving_network
+from mnist_study.tracking import TrackedRun
 
 # MLflow says, for every model it logs, that it copied uv.lock and pyproject.toml beside it (kept: they pin the
 # environment the model was trained in) and that this environment has no pip: a sweep prints one line per trial.
@@ -60,7 +60,7 @@ def fluent_target(uri: str, experiment_id: str) -> Iterator[None]:
             os.environ[EXPERIMENT_VARIABLE] = previous_experiment
 
 
-def log_model(client: MlflowClient, run_id: str, trained: keras.Model, example: np.ndarray) -> str:
+def log_model(tracked: TrackedRun, trained: keras.Model, example: np.ndarray) -> str:
     """Log `trained` as the run's model (raw pixels in; see `digit_classifier`) and return the model's id.
 
     The saved network's size is logged first, as the run's metric `model_size_bytes`, so that the model carries
@@ -72,10 +72,10 @@ def log_model(client: MlflowClient, run_id: str, trained: keras.Model, example: 
     wrapper.network = network
     with quiet_schema_warnings():
         signature = infer_signature(example, wrapper.predict(None, example))
-    experiment_id = client.get_run(run_id).info.experiment_id
+    client, run_id = tracked.client, tracked.run_id
     with (
         tempfile.TemporaryDirectory() as folder,
-        fluent_target(client.tracking_uri, experiment_id),
+        fluent_target(client.tracking_uri, tracked.experiment_id),
         quiet_schema_warnings(),
     ):
         path = Path(folder) / "network.keras"
