@@ -79,8 +79,11 @@ def outcome(stores: dict[str, str]) -> dict:
     )
     baseline = next(row for label_, row in results.items() if label_.startswith("baseline"))
     row = results[label]
+    states = [trial.state.name for trial in study.trials]
     return {
+        "trials": {state: states.count(state) for state in sorted(set(states))},
         "pick": f"trial {study.best_trial.number} (val {study.best_value:.4f})",
+        "refits": {label_: [round(100 * row_["mean"], 2), row_["verdict"]] for label_, row_ in results.items()},
         "champion": label,
         "champion_mean": row["mean"],
         "baseline_mean": baseline["mean"],
