@@ -2,7 +2,10 @@
 # Throwaway services for a study that spans processes or hosts, all on 127.0.0.1:
 #   a PostgreSQL server (Debian's `postgresql` package; initdb in .services/pg) holding the Optuna study and
 #   MLflow's runs, and an `mlflow server` backed by it.
-# Usage: scripts/services.sh start | stop | status | urls
+# Usage: scripts/services.sh start | stop | status | env | db-stop | db-start
+#   env       the `export` lines for OPTUNA_STORAGE and MLFLOW_TRACKING_URI: eval "$(scripts/services.sh env)"
+#             puts the URLs in a shell's environment without the password ever being shown or typed
+#   db-stop, db-start  stop and start PostgreSQL alone (a store outage drill; the tests use them)
 # Ports: PGPORT (default 55432) and MLFLOW_PORT (default 55000). Everything lives in SERVICES_DIR (default .services/,
 # ignored by git). MLFLOW_WORKERS (default 4, mlflow's own) sets the server's worker processes: each imports mlflow
 # for about 10 s of CPU, so a test on a small machine starts faster with 1.
@@ -92,20 +95,28 @@ stop_all() {
   fi
 }
 
-print_urls() {
-  echo "optuna storage:      $(optuna_url)"
-  echo "mlflow tracking uri: $(mlflow_url)"
-  echo "run a worker (repeat on as many hosts/terminals as you like):"
-  echo "  python src/run.py -m sweep hydra.sweeper.storage='$(optuna_url)' tracking.uri=$(mlflow_url)"
+print_env() {
+  echo "export OPTUNA_STORAGE='$(optuna_url)'"
+  echo "export MLFLOW_TRACKING_URI=$(mlflow_url)"
+}
+
+print_usage() {
+  echo "services up: PostgreSQL on 127.0.0.1:$PGPORT (password in $DIR/pg.password), mlflow server at $(mlflow_url)"
+  echo "put their URLs in this shell's environment (the password is never shown, typed or left in ps):"
+  echo "  eval \"\$(scripts/services.sh env)\""
+  echo "then run a worker (repeat on as many hosts/terminals as you like, each with the same environment):"
+  echo "  python src/run.py -m sweep"
 }
 
 case "${1:-}" in
-  start) start_postgres; start_mlflow; print_urls ;;
+  start) start_postgres; start_mlflow; print_usage ;;
   stop) stop_all; echo "services stopped" ;;
+  env) print_env ;;
+  db-stop) as_db_owner "$(pg_bin)/pg_ctl" -D "$PGDATA" -m fast stop >/dev/null ;;
+  db-start) start_postgres ;;
   status)
     as_db_owner "$(pg_bin)/pg_ctl" -D "$PGDATA" status || true
     if [ -f "$DIR/mlflow.pid" ] && kill -0 "$(cat "$DIR/mlflow.pid")" 2>/dev/null; then
       echo "mlflow server running (pid $(cat "$DIR/mlflow.pid"))"; else echo "mlflow server not running"; fi ;;
-  urls) print_urls ;;
-  *) die "usage: scripts/services.sh start | stop | status | urls" ;;
+  *) die "usage: scripts/services.sh start | stop | status | env | db-stop | db-start" ;;
 esac

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import shlex
+import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from mnist_study.browser import free_port
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RUN_PY = PROJECT_ROOT / "src" / "run.py"
+SERVICES_SCRIPT = PROJECT_ROOT / "scripts" / "services.sh"
+# The configs read the stores from these when set; a developer's own must never reach a test's subprocesses.
+for _variable in ("OPTUNA_STORAGE", "MLFLOW_TRACKING_URI"):
+    os.environ.pop(_variable, None)
 
 
 def small_config(*overrides: str) -> DictConfig:
@@ -60,3 +71,62 @@ def cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
         return result
 
     return invoke
+
+
+@dataclass(frozen=True)
+class Services:
+    """The two URLs every worker is given, and how to stop and start the database alone (an outage)."""
+
+    storage: str
+    tracking: str
+    environment: dict[str, str]
+
+    def control(self, command: str) -> None:
+        """`scripts/services.sh <command>` on these services (db-stop, db-start)."""
+        done = subprocess.run(
+            [str(SERVICES_SCRIPT), command], env=self.environment, capture_output=True, text=True, timeout=120
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"services.sh {command} failed:\n{done.stdout}\n{done.stderr}")
+
+
+def services_log(folder: Path) -> str:
+    """The services' own logs, for a failure message."""
+    parts = []
+    for name in ("initdb.log", "pg.log", "mlflow.log"):
+        path = folder / name
+        if path.exists():
+            parts.append(f"--- {name} (last 3000 chars)\n{path.read_text(errors='replace')[-3000:]}")
+    return "\n".join(parts)
+
+
+@pytest.fixture(scope="module")
+def services() -> Iterator[Services]:
+    """A throwaway PostgreSQL and mlflow server for this module, always stopped and deleted afterwards."""
+    if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run and `make services` do it)")
+    # Directly under /tmp, not pytest's tmp_path: as root, PostgreSQL runs as `postgres`, which cannot enter
+    # pytest's root-only folders, and the Unix socket path must stay short.
+    folder = Path(tempfile.mkdtemp(prefix="mnist-services-"))
+    env = {
+        **os.environ,
+        "SERVICES_DIR": str(folder),
+        "PGPORT": str(free_port()),
+        "MLFLOW_PORT": str(free_port()),
+        "MLFLOW_WORKERS": "1",
+        "PYTHON": sys.executable,
+    }
+    try:
+        started = subprocess.run(
+            [str(SERVICES_SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=300
+        )
+        if started.returncode != 0:
+            pytest.fail(f"services did not start:\n{started.stdout}\n{started.stderr}\n{services_log(folder)}")
+        exported = subprocess.run(
+            [str(SERVICES_SCRIPT), "env"], env=env, capture_output=True, text=True, timeout=60, check=True
+        ).stdout
+        urls = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in exported.splitlines())
+        yield Services(urls["OPTUNA_STORAGE"], urls["MLFLOW_TRACKING_URI"], env)
+    finally:
+        subprocess.run([str(SERVICES_SCRIPT), "stop"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(folder, ignore_errors=True)

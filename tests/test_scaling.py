@@ -7,19 +7,14 @@ tracking server, and `python src/run.py smoke ...` worker processes; one of them
 
 from __future__ import annotations
 
-import datetime as dt
-import glob
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -30,8 +25,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 import mnist_study.sweep.parent_run as parent_run
 import mnist_study.sweep.trials as trials_module
-from conftest import PROJECT_ROOT, RUN_PY
-from mnist_study.browser import free_port
+from conftest import PROJECT_ROOT, RUN_PY, Services
+from mnist_study.sweep import liveness
 from mnist_study.sweep.storage import open_storage
 from mnist_study.sweep.trials import (
     FAIL_REASON,
@@ -45,60 +40,10 @@ from mnist_study.sweep.trials import (
 
 pytestmark = pytest.mark.slow
 
-SERVICES_SCRIPT = PROJECT_ROOT / "scripts" / "services.sh"
 EXPERIMENT = "scaling"
 # Tiny and fixed, so that three TensorFlow processes sharing two cores finish in about a minute per study.
 FAST = ["data.train_subset=1000", "train.epochs=1", "model.units=choice(32,64)"]
 WORKER_TIMEOUT_S = 420.0
-
-
-@dataclass(frozen=True)
-class Services:
-    """The two URLs every worker is given."""
-
-    storage: str
-    tracking: str
-
-
-def services_log(folder: Path) -> str:
-    """The services' own logs, for a failure message."""
-    parts = []
-    for name in ("initdb.log", "pg.log", "mlflow.log"):
-        path = folder / name
-        if path.exists():
-            parts.append(f"--- {name} (last 3000 chars)\n{path.read_text(errors='replace')[-3000:]}")
-    return "\n".join(parts)
-
-
-@pytest.fixture(scope="module")
-def services() -> Iterator[Services]:
-    """A throwaway PostgreSQL and mlflow server for this module, always stopped and deleted afterwards."""
-    if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run and `make services` do it)")
-    # Directly under /tmp, not pytest's tmp_path: as root, PostgreSQL runs as `postgres`, which cannot enter
-    # pytest's root-only folders, and the Unix socket path must stay short.
-    folder = Path(tempfile.mkdtemp(prefix="mnist-services-"))
-    env = {
-        **os.environ,
-        "SERVICES_DIR": str(folder),
-        "PGPORT": str(free_port()),
-        "MLFLOW_PORT": str(free_port()),
-        "MLFLOW_WORKERS": "1",
-        "PYTHON": sys.executable,
-    }
-    try:
-        started = subprocess.run(
-            [str(SERVICES_SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=300
-        )
-        if started.returncode != 0:
-            pytest.fail(f"services did not start:\n{started.stdout}\n{started.stderr}\n{services_log(folder)}")
-        urls = dict(
-            line.split(":", 1) for line in started.stdout.splitlines() if line.startswith(("optuna", "mlflow"))
-        )
-        yield Services(storage=urls["optuna storage"].strip(), tracking=urls["mlflow tracking uri"].strip())
-    finally:
-        subprocess.run([str(SERVICES_SCRIPT), "stop"], env=env, capture_output=True, timeout=120)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
@@ -307,7 +252,7 @@ def test_a_worker_that_loses_the_race_to_recover_an_orphan_carries_on(
     trial = study.ask()
     gone = subprocess.Popen(["true"])
     gone.wait()
-    trial.set_user_attr(trials_module.HOST, trials_module.this_host())
+    trial.set_user_attr(trials_module.HOST, liveness.this_host())
     trial.set_user_attr(PID, gone.pid)
     real_trial_id = trials_module.trial_id
 
@@ -315,6 +260,6 @@ def test_a_worker_that_loses_the_race_to_recover_an_orphan_carries_on(
         optuna.load_study(study_name=name, storage=storage_).tell(number, state=TrialState.FAIL)
         return real_trial_id(storage_, name, number)
 
-    monkeypatch.setattr(trials_module, "trial_id", other_worker_wins)
-    assert trials_module.recover_orphans(study, storage, grace=dt.timedelta(hours=1)) == []
+    monkeypatch.setattr(liveness, "trial_id", other_worker_wins)
+    assert liveness.recover_orphans(study, storage, grace_s=3600) == []
     assert [t.state for t in study.get_trials()] == [TrialState.FAIL]

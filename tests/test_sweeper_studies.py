@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -84,42 +82,3 @@ def test_the_later_of_two_racing_asks_for_the_last_slot_is_surplus(tmp_path: Pat
     second.tell(theirs, state=TrialState.FAIL)
     later = first.ask(SPACE)
     assert sweep_trials.rank(first.get_trials(), later.number) == 2
-
-
-def test_a_trial_of_a_dead_worker_is_failed_uncounted_and_its_params_queued_again(storage_url: str) -> None:
-    storage = open_storage(storage_url)
-    study = optuna.create_study(storage=storage, direction="maximize")
-    dead = study.ask(SPACE)
-    dead.set_user_attr(sweep_trials.HOST, sweep_trials.this_host())
-    dead.set_user_attr(sweep_trials.PID, dead_pid())
-    alive = study.ask(SPACE)
-    alive.set_user_attr(sweep_trials.HOST, sweep_trials.this_host())
-    alive.set_user_attr(sweep_trials.PID, os.getppid())
-
-    recovered = sweep_trials.recover_orphans(study, storage, dt.timedelta(hours=1))
-    assert [trial.number for trial in recovered] == [dead.number]
-
-    trials = {trial.number: trial for trial in study.get_trials()}
-    assert trials[dead.number].state == TrialState.FAIL
-    assert "worker died" in trials[dead.number].user_attrs[sweep_trials.FAIL_REASON]
-    assert trials[alive.number].state == TrialState.RUNNING
-    assert sweep_trials.count_verdicts(trials.values()) == 0
-    retry = study.ask(SPACE)
-    assert retry.params == dead.params
-    assert retry.user_attrs[sweep_trials.RETRY_OF] == dead.number
-    # A second worker arriving later finds nothing left to recover.
-    assert sweep_trials.recover_orphans(study, storage, dt.timedelta(hours=1)) == []
-
-
-def test_a_trial_from_another_host_is_presumed_dead_only_after_the_grace_period() -> None:
-    study = optuna.create_study(direction="maximize")
-    trial = study.ask(SPACE)
-    trial.set_user_attr(sweep_trials.HOST, "elsewhere")
-    trial.set_user_attr(sweep_trials.PID, 1)
-    frozen = study.get_trials()[0]
-    started = frozen.datetime_start
-    assert (
-        sweep_trials.orphan_reason(frozen, dt.timedelta(minutes=5), now=started + dt.timedelta(minutes=1)) is None
-    )
-    reason = sweep_trials.orphan_reason(frozen, dt.timedelta(minutes=5), now=started + dt.timedelta(minutes=6))
-    assert reason is not None and "elsewhere" in reason

@@ -45,7 +45,7 @@ def trial_callbacks(cfg: DictConfig, mlflow_run_id: str) -> list[keras.callbacks
     """In a sweep, the callback that reports each epoch to this job's Optuna trial (and may prune it)."""
     if cfg.trial.number is None:
         return []
-    from mnist_study.sweep.job_trial import PruningCallback, connect_trial
+    from mnist_study.sweep.job_trial import pruning_callback
 
-    trial = connect_trial(cfg.trial.study_name, cfg.trial.storage, cfg.trial.number, mlflow_run_id)
-    return [PruningCallback(trial, cfg.objective)]
+    trial = cfg.trial
+    return [pruning_callback(trial.study_name, trial.storage, trial.number, mlflow_run_id, cfg.objective)]

@@ -7,22 +7,28 @@ pruner's config, written by the sweeper as a trial system attr), so any Hydra la
 from __future__ import annotations
 
 import math
-import os
 
 import keras
 import optuna
 from hydra.utils import instantiate
 
+from mnist_study.sweep import faults
+from mnist_study.sweep.liveness import worker_attrs
 from mnist_study.sweep.storage import open_storage
-from mnist_study.sweep.trials import HOST, MLFLOW_RUN_ATTR, PID, PRUNER_ATTR, this_host, trial_id
+from mnist_study.sweep.stores import retrying
+from mnist_study.sweep.trials import MLFLOW_RUN_ATTR, PRUNER_ATTR, STORE_RETRY_ATTR, trial_id
 
 
-def connect_trial(study_name: str, storage_url: str, number: int, mlflow_run_id: str) -> optuna.Trial:
-    """The live trial `number` of a study, with the study's pruner, this process recorded as its worker and
-    `mlflow_run_id` as the MLflow run that tracks it."""
+def pruning_callback(
+    study_name: str, storage_url: str, number: int, mlflow_run_id: str, monitor: str
+) -> PruningCallback:
+    """The callback that reports `monitor` to the live trial `number` of a study, with the study's pruner, this
+    process recorded as the trial's worker and `mlflow_run_id` as the MLflow run that tracks it."""
+    faults.crash_point("after_mlflow_run")
     storage = open_storage(storage_url)
     identifier = trial_id(storage, study_name, number)
-    pruner_config = storage.get_trial_system_attrs(identifier).get(PRUNER_ATTR)
+    system_attrs = storage.get_trial_system_attrs(identifier)
+    pruner_config = system_attrs.get(PRUNER_ATTR)
     pruner = instantiate(pruner_config) if pruner_config else optuna.pruners.NopPruner()
     # The sampler is never used here (the sweeper has sampled already); a random one costs nothing to build.
     study = optuna.load_study(
@@ -30,19 +36,19 @@ def connect_trial(study_name: str, storage_url: str, number: int, mlflow_run_id:
     )
     trial = optuna.trial.Trial(study, identifier)
     # The worker that trains is the one whose death would orphan the trial (another launcher may use another host).
-    trial.set_user_attr(HOST, this_host())
-    trial.set_user_attr(PID, os.getpid())
-    trial.set_user_attr(MLFLOW_RUN_ATTR, mlflow_run_id)
-    return trial
+    for key, value in {**worker_attrs(), MLFLOW_RUN_ATTR: mlflow_run_id}.items():
+        trial.set_user_attr(key, value)
+    return PruningCallback(trial, monitor, float(system_attrs.get(STORE_RETRY_ATTR, 0.0)))
 
 
 class PruningCallback(keras.callbacks.Callback):
     """Report the objective after every epoch (step = epoch, 1-based); raise TrialPruned when told to."""
 
-    def __init__(self, trial: optuna.Trial, monitor: str) -> None:
+    def __init__(self, trial: optuna.Trial, monitor: str, store_retry_s: float = 0.0) -> None:
         super().__init__()
         self.trial = trial
         self.monitor = monitor
+        self.store_retry_s = store_retry_s
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         value = (logs or {}).get(self.monitor)
@@ -52,6 +58,13 @@ class PruningCallback(keras.callbacks.Callback):
         if not math.isfinite(value):
             return  # A NaN objective is a failure, reported by the job's result, not a pruning signal.
         step = epoch + 1
-        self.trial.report(value, step=step)
-        if self.trial.should_prune():
+        # A storage that stops answering for a while (a database restart) does not end the trial.
+        prune = retrying(lambda: self._report(value, step), self.store_retry_s, "the Optuna storage")
+        faults.crash_point("mid_training")
+        if prune:
             raise optuna.TrialPruned(f"pruned at epoch {step}: {self.monitor}={value:.4f}")
+
+    def _report(self, value: float, step: int) -> bool:
+        """Report the epoch's objective; whether the pruner stops the trial."""
+        self.trial.report(value, step=step)
+        return self.trial.should_prune()

@@ -26,15 +26,9 @@ from optuna.trial import TrialState
 from mnist_study.plots import log_figure, study_figures
 from mnist_study.provenance import environment_tags
 from mnist_study.secrets import redact
+from mnist_study.sweep.liveness import this_host
 from mnist_study.sweep.storage import open_storage
-from mnist_study.sweep.trials import (
-    HOST,
-    PARENT_RUN_ATTR,
-    PID,
-    count_verdicts,
-    this_host,
-    trial_values,
-)
+from mnist_study.sweep.trials import HOST, PARENT_RUN_ATTR, PID, count_verdicts, trial_values
 from mnist_study.tracking import get_or_create_experiment, mlflow_client
 
 log = logging.getLogger(__name__)
@@ -100,6 +94,25 @@ class ParentRun:
             self.client.set_tag(child_run_id, "optuna.state", TrialState.FAIL.name)
             if self.client.get_run(child_run_id).info.status == "RUNNING":
                 self.client.set_terminated(child_run_id, RunStatus.to_string(RunStatus.KILLED))
+
+    def close_strays(self, study: optuna.Study) -> None:
+        """Close the runs under this parent left RUNNING by a worker that died between writing its trial's verdict
+        (or failing a dead worker's trial) and closing the run; found by their own `optuna.trial` tag, so a run
+        whose id never reached the trial is found too."""
+        experiment_id = self.client.get_run(self.run_id).info.experiment_id
+        query = f"tags.mlflow.parentRunId = '{self.run_id}' and attributes.status = 'RUNNING'"
+        runs = self.client.search_runs([experiment_id], filter_string=query, max_results=1000)
+        if not runs:
+            return
+        states = {trial.number: trial.state for trial in study.get_trials(deepcopy=False)}
+        for run in runs:
+            number = run.data.tags.get("optuna.trial", "")
+            state = states.get(int(number)) if number.isdigit() else None
+            if state is None or not state.is_finished():
+                continue
+            status = RunStatus.FINISHED if state in (TrialState.COMPLETE, TrialState.PRUNED) else RunStatus.KILLED
+            self.client.set_tag(run.info.run_id, "optuna.state", state.name)
+            self.client.set_terminated(run.info.run_id, RunStatus.to_string(status))
 
     def log_space(self, space: Mapping[str, str]) -> None:
         """The search space in force, as tags (a resumed sweep may narrow it, and params cannot change)."""

@@ -7,7 +7,6 @@ imported; `check_algorithms` builds the sampler and pruner once before the first
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from mnist_study.checks import ConfigError, is_int, is_number, require
 
 ALGORITHM_KINDS = ("sampler", "pruner")
+LIVENESS_KEYS = ("heartbeat_interval_s", "heartbeat_grace_s", "store_retry_s")
 
 
 @dataclass(frozen=True)
@@ -31,17 +31,28 @@ class SweepSettings:
     pruner: dict[str, Any] | None
     # The search space in Hydra's sweep grammar, key -> expression.
     params: dict[str, str]
-    grace_period_s: float
+    # Liveness: a running trial's worker beats every interval; a trial silent for longer than the grace is dead.
+    heartbeat_interval_s: int
+    heartbeat_grace_s: float
+    # How long a worker keeps retrying a store that stopped answering before it stops with one line.
+    store_retry_s: float
 
     @classmethod
     def from_hydra(cls, settings: Mapping[str, Any]) -> SweepSettings:
         """Check and convert the keyword arguments Hydra builds the sweeper with."""
-        study_name, n_trials, grace = (settings.get(key) for key in ("study_name", "n_trials", "grace_period_s"))
+        study_name, n_trials = settings.get("study_name"), settings.get("n_trials")
         named = isinstance(study_name, str) and study_name.strip() != ""
         require(named, "hydra.sweeper.study_name", study_name, "a non-empty name")
         require(is_int(n_trials) and n_trials >= 1, "hydra.sweeper.n_trials", n_trials, "an integer >= 1")
-        positive = is_number(grace) and grace > 0
-        require(positive, "hydra.sweeper.grace_period_s", grace, "a number of seconds > 0")
+        interval, grace, retry = (settings.get(key) for key in LIVENESS_KEYS)
+        key = "hydra.sweeper.heartbeat_interval_s"
+        require(is_int(interval) and interval >= 1, key, interval, "an integer of seconds >= 1")
+        # Optuna's RDB heartbeat takes whole seconds; a grace of two intervals or less fails a worker for one late
+        # beat.
+        longer = is_int(grace) and is_int(interval) and grace > 2 * interval
+        key = "hydra.sweeper.heartbeat_grace_s"
+        require(longer, key, grace, "an integer of seconds > 2 x heartbeat_interval_s")
+        require(is_number(retry) and retry >= 0, "hydra.sweeper.store_retry_s", retry, "a number of seconds >= 0")
         return cls(
             study_name=study_name,
             storage=str(settings.get("storage")),
@@ -49,12 +60,10 @@ class SweepSettings:
             sampler=plain_target(settings.get("sampler"), "sampler"),
             pruner=plain_target(settings.get("pruner"), "pruner"),
             params={str(key): str(value) for key, value in (settings.get("params") or {}).items()},
-            grace_period_s=float(grace),
+            heartbeat_interval_s=int(interval),
+            heartbeat_grace_s=int(grace),
+            store_retry_s=float(retry),
         )
-
-    @property
-    def grace(self) -> dt.timedelta:
-        return dt.timedelta(seconds=self.grace_period_s)
 
 
 def plain_target(node: Any, kind: str) -> dict[str, Any] | None:

@@ -34,9 +34,44 @@ def journal_path(url: str) -> str | None:
     return None
 
 
+# Storage URLs whose password a job override hides, by their hidden form (see `shareable`).
+_HIDDEN: dict[str, str] = {}
+STORAGE_VARIABLE = "OPTUNA_STORAGE"
+
+
+def shareable(url: str) -> str:
+    """The URL with its password hidden, for a job's overrides (Hydra writes those to disk); the job gets the real
+    one back through `real_url`, from this process or from the environment."""
+    shown = redact(url)
+    _HIDDEN[shown] = url
+    return shown
+
+
+def real_url(shown: str) -> str:
+    """The storage URL a `shareable` form stands for."""
+    if "***" not in shown:
+        return shown
+    if shown in _HIDDEN:
+        return _HIDDEN[shown]
+    from_environment = os.environ.get(STORAGE_VARIABLE)
+    if from_environment and redact(from_environment) == shown:
+        return from_environment
+    raise ConfigError(
+        f"trial.storage={shown}: its password is hidden; give the job {STORAGE_VARIABLE} (the storage URL) in its "
+        "environment"
+    )
+
+
+def open_storage(url: str, heartbeat: tuple[int, int] | None = None) -> BaseStorage:
+    """One storage object per URL per process, shared by the sweeper and the jobs it runs in-process.
+
+    `heartbeat` (interval, grace period in seconds) turns on Optuna's own trial heartbeat on an RDB storage.
+    """
+    return _open(real_url(url), heartbeat)
+
+
 @functools.cache
-def open_storage(url: str) -> BaseStorage:
-    """One storage object per URL per process, shared by the sweeper and the jobs it runs in-process."""
+def _open(url: str, heartbeat: tuple[int, int] | None) -> BaseStorage:
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
@@ -44,26 +79,39 @@ def open_storage(url: str) -> BaseStorage:
         raise ValueError(f"an Optuna storage URL is required ({ALLOWED})")
     path = journal_path(url)
     if path is None:
-        return _open_rdb(url)
+        return _open_rdb(url, heartbeat)
     if not path:
         raise ValueError(f"storage {url!r}: a journal storage needs a file path")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     return JournalStorage(JournalFileBackend(path))
 
 
-def _open_rdb(url: str, attempts: int = 5) -> RDBStorage:
+def _open_rdb(url: str, heartbeat: tuple[int, int] | None, attempts: int = 5) -> RDBStorage:
     """An RDB storage; workers starting together on a brand-new database race to create Optuna's tables (on
     PostgreSQL the losers hit a unique violation in the catalog), and succeed once the winner is done. Other errors
     (a refused connection, a wrong password) are raised at once."""
+    import warnings
+
     import sqlalchemy
+    from optuna.exceptions import ExperimentalWarning
     from optuna.storages import RDBStorage
+
+    interval, grace = heartbeat or (None, None)
+    # A database server that restarted leaves dead connections in the pool: test each before use (SQLite has none).
+    engine = {} if url.startswith("sqlite") else {"pool_pre_ping": True}
+
+    def create() -> RDBStorage:
+        with warnings.catch_warnings():
+            # The heartbeat arguments are marked experimental.
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=interval, grace_period=grace)
 
     for attempt in range(1, attempts):
         try:
-            return RDBStorage(url)
+            return create()
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             time.sleep(0.5 * attempt)
-    return RDBStorage(url)
+    return create()
 
 
 def check_storage(url: Any) -> None:

@@ -11,12 +11,12 @@ import contextlib
 import io
 import logging
 import math
-import os
 import re
 import time
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
 from hydra.core.plugins import Plugins
@@ -30,15 +30,24 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mnist_study.metrics import direction_for
 from mnist_study.secrets import redact
-from mnist_study.sweep import trials
+from mnist_study.sweep import faults, liveness, trials
+from mnist_study.sweep.liveness import Heartbeat
 from mnist_study.sweep.parent_run import ParentRun
 from mnist_study.sweep.sampling import make_sampler
 from mnist_study.sweep.settings import SweepSettings
 from mnist_study.sweep.space import SearchSpace, format_value, in_distribution, parse_space
-from mnist_study.sweep.storage import open_storage
-from mnist_study.sweep.stores import STORE_ERRORS, StoreFailure, first_line, job_store_error, store_failure_text
+from mnist_study.sweep.storage import open_storage, shareable
+from mnist_study.sweep.stores import (
+    STORE_ERRORS,
+    StoreFailure,
+    first_line,
+    job_store_error,
+    retrying,
+    store_failure_text,
+)
 
 log = logging.getLogger(__name__)
+Result = TypeVar("Result")
 
 
 class StudySweeper:
@@ -63,7 +72,7 @@ class StudySweeper:
         settings = self.settings
         space = parse_space(settings.params, arguments)
         objective = str(config.objective)
-        storage = open_storage(settings.storage)
+        storage = open_storage(settings.storage, (settings.heartbeat_interval_s, int(settings.heartbeat_grace_s)))
         study, created = open_study(settings.study_name, storage, direction_for(objective))
         print(
             f"study {settings.study_name} ({direction_for(objective)} {objective}) in {redact(settings.storage)}"
@@ -74,7 +83,8 @@ class StudySweeper:
             enqueue_baseline(study, space, baseline_values(config, space))
         parent.log_space({**space.expressions, **space.fixed})
         Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(config, Path(config.hydra.sweep.dir) / "multirun.yaml")
+        # Unresolved, so a URL from the environment stays `${oc.env:...}`; one typed in clear is redacted.
+        (Path(config.hydra.sweep.dir) / "multirun.yaml").write_text(redact(OmegaConf.to_yaml(config)))
         status = RunStatus.FAILED
         try:
             _Loop(self, study, storage, space, parent, objective).run()
@@ -84,7 +94,8 @@ class StudySweeper:
             raise
         except STORE_ERRORS as error:
             # A store that fails mid-sweep stops the sweep: every trial run now would fail for the same reason.
-            raise StoreFailure(store_failure_text(error, config.tracking.uri, settings.storage)) from error
+            text = store_failure_text(error, config.tracking.uri, settings.storage, settings.store_retry_s)
+            raise StoreFailure(text) from error
         finally:
             try:
                 parent.log_summary(study, objective)
@@ -121,31 +132,46 @@ class _Loop:
         n_trials = self.settings.n_trials
         self.study.sampler = make_sampler(self.settings.sampler)
         while True:
-            # A worker may die at any time (Optuna's ask/tell has no heartbeat): look for orphans before each ask.
-            self._recover_orphans()
-            so_far = self.study.get_trials(deepcopy=False)
+            # A worker may die at any instant: before each ask, repair what dead workers left half-written.
+            self._store(self._recover_orphans)
+            so_far = self._store(lambda: self.study.get_trials(deepcopy=False))
             if trials.count_verdicts(so_far) + trials.count_running(so_far) >= n_trials:
                 break
-            trial = self.study.ask(self.space.distributions)
-            if trials.rank(self.study.get_trials(deepcopy=False), trial.number) >= n_trials:
+            trial = self._store(self._ask)
+            faults.crash_point("after_ask")
+            if trials.rank(self._store(lambda: self.study.get_trials(deepcopy=False)), trial.number) >= n_trials:
                 self._discard(trial, "surplus: other workers already hold the last trials of the budget")
                 continue
-            self._run_trial(trial)
+            identifier = trials.trial_id(self.storage, self.study.study_name, trial.number)
+            with Heartbeat(self.storage, identifier, self.settings.heartbeat_interval_s):
+                self._run_trial(trial)
         done = trials.count_verdicts(self.study.get_trials(deepcopy=False))
         print(f"study {self.study.study_name}: {done}/{n_trials} trials have a verdict; {self._best_text()}")
 
+    def _store(self, call: Callable[[], Result]) -> Result:
+        """`call()`, retried while the study's storage is unreachable, for up to `store_retry_s`."""
+        return retrying(call, self.settings.store_retry_s, f"the Optuna storage {self.settings.storage}")
+
+    def _ask(self) -> optuna.Trial:
+        with warnings.catch_warnings():
+            # Optuna warns that its heartbeat is meant for study.optimize; this loop beats for itself.
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+            return self.study.ask(self.space.distributions)
+
     def _recover_orphans(self) -> None:
-        """Fail dead workers' trials (uncounted), queue their params again and close their MLflow runs KILLED."""
-        for trial in trials.recover_orphans(self.study, self.storage, self.settings.grace):
-            reason = trials.orphan_reason(trial, self.settings.grace)
+        """Fail dead workers' trials (uncounted), queue their params again and close their MLflow runs KILLED;
+        then close any run a dead worker left RUNNING under the study's parent whose trial is no longer running."""
+        grace = self.settings.heartbeat_grace_s
+        for trial, reason in liveness.recover_orphans(self.study, self.storage, grace):
             self.parent.close_orphan(trial.user_attrs.get(trials.MLFLOW_RUN_ATTR))
             print(
                 f"trial {trial.number}/{self.settings.n_trials} FAIL {reason} (uncounted; its params queued again)"
             )
+        self.parent.close_strays(self.study)
 
     def _run_trial(self, trial: optuna.Trial) -> None:
         started = time.perf_counter()
-        self._mark(trial)
+        self._store(lambda: self._mark(trial))
         overrides = self._job_overrides(trial)
         try:
             # The launcher composes the job's config once; the space's values were all composed and validated
@@ -163,28 +189,48 @@ class _Loop:
             self._discard(trial, f"store failed: {first_line(failure)}", requeue=True)
             raise failure
         state, value, reason = verdict(result)
-        if reason:
-            trial.set_user_attr(trials.FAIL_REASON, reason)
-        frozen = self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+        frozen = self._store(lambda: self._tell(trial, state, value, reason))
+        if frozen is None:
+            print(
+                f"trial {trial.number}/{self.settings.n_trials} was failed by another worker (its heartbeat was "
+                "late); its result is dropped and its params run again",
+                flush=True,
+            )
+            return
+        faults.crash_point("after_tell")
         self.parent.tag_child(frozen.user_attrs.get(trials.MLFLOW_RUN_ATTR), state)
         self.durations.append(time.perf_counter() - started)
         print(self._progress(frozen, reason), flush=True)
 
+    def _tell(
+        self, trial: optuna.Trial, state: TrialState, value: float | None, reason: str | None
+    ) -> FrozenTrial | None:
+        """Tell the verdict; None if another worker failed the trial first (it took this worker for dead)."""
+        try:
+            if reason:
+                trial.set_user_attr(trials.FAIL_REASON, reason)
+            return self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            told = self.study.get_trials(deepcopy=False)[trial.number]
+            # A retried tell whose first attempt went through finds its own verdict.
+            return told if told.state == state and trials.UNCOUNTED not in told.user_attrs else None
+
     def _mark(self, trial: optuna.Trial) -> None:
         """Record who runs the trial and how to prune it, where a job in any process can read them."""
-        trial.set_user_attr(trials.HOST, trials.this_host())
-        trial.set_user_attr(trials.PID, os.getpid())
+        for key, value in liveness.worker_attrs().items():
+            trial.set_user_attr(key, value)
         for key, value in trials.fixed_attrs(self.space.fixed).items():
             trial.set_user_attr(key, value)
+        trial_id = trials.trial_id(self.storage, self.study.study_name, trial.number)
+        self.storage.set_trial_system_attr(trial_id, trials.STORE_RETRY_ATTR, self.settings.store_retry_s)
         if self.settings.pruner is not None:
-            trial_id = trials.trial_id(self.storage, self.study.study_name, trial.number)
             self.storage.set_trial_system_attr(trial_id, trials.PRUNER_ATTR, self.settings.pruner)
 
     def _job_overrides(self, trial: optuna.Trial) -> list[str]:
         return [
             *self.space.job_overrides(trial.params),
             f"trial.study_name={quote(self.study.study_name)}",
-            f"trial.storage={quote(self.settings.storage)}",
+            f"trial.storage={quote(shareable(self.settings.storage))}",
             f"trial.number={trial.number}",
             f"tracking.parent_run_id={self.parent.run_id}",
         ]
