@@ -70,8 +70,11 @@ start_mlflow() {
   # MLflow 3 also starts ~7 "job execution" consumers (GenAI scorers; each a full mlflow import, ~250 MB) that
   # tracking never uses: off unless asked for, which halves start-up on a small machine.
   # setsid: the server and its workers form one process group, so `stop` ends them all.
+  # The backend URL (with the database password) goes through the environment, never on the command line, where
+  # every user of the machine could read it with ps.
+  MLFLOW_BACKEND_STORE_URI="$(mlflow_backend_url)" \
   MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}" setsid "$PYTHON" -m mlflow server --host 127.0.0.1 --port "$MLFLOW_PORT" --workers "$MLFLOW_WORKERS" \
-    --backend-store-uri "$(mlflow_backend_url)" --artifacts-destination "$DIR/mlflow-artifacts" \
+    --artifacts-destination "$DIR/mlflow-artifacts" \
     >"$DIR/mlflow.log" 2>&1 < /dev/null &
   echo $! > "$DIR/mlflow.pid"
   for _ in $(seq 1 120); do

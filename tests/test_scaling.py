@@ -7,29 +7,22 @@ tracking server, and `python src/run.py smoke ...` worker processes; one of them
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
-import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import optuna
 import pytest
-from mlflow.entities import Run
-from mlflow.tracking import MlflowClient
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 import mnist_study.sweep.parent_run as parent_run
 import mnist_study.sweep.trials as trials_module
-from conftest import PROJECT_ROOT, RUN_PY, Services
+from conftest import Services
 from mnist_study.sweep import liveness
 from mnist_study.sweep.storage import open_storage
 from mnist_study.sweep.trials import (
-    FAIL_REASON,
     MLFLOW_RUN_ATTR,
     PARENT_RUN_ATTR,
     PID,
@@ -37,96 +30,16 @@ from mnist_study.sweep.trials import (
     UNCOUNTED,
     is_counted,
 )
+from study_workers import (
+    EXPERIMENT,
+    assert_study_complete,
+    finish,
+    start_worker,
+    study_runs,
+    wait_for_running_trial,
+)
 
 pytestmark = pytest.mark.slow
-
-EXPERIMENT = "scaling"
-# Tiny and fixed, so that three TensorFlow processes sharing two cores finish in about a minute per study.
-FAST = ["data.train_subset=1000", "train.epochs=1", "model.units=choice(32,64)"]
-WORKER_TIMEOUT_S = 420.0
-
-
-@pytest.fixture
-def started() -> Iterator[list[subprocess.Popen[str]]]:
-    """The workers a test starts; any still running when it ends (say, on a failed assertion) are killed."""
-    processes: list[subprocess.Popen[str]] = []
-    yield processes
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-
-
-def start_worker(services: Services, folder: Path, study: str, n_trials: int, index: int) -> subprocess.Popen[str]:
-    """One `python src/run.py smoke ...` worker as a user on another host would type it (own output dir)."""
-    args = [
-        "smoke",
-        f"hydra.sweeper.storage={services.storage}",
-        f"tracking.uri={services.tracking}",
-        f"tracking.experiment={EXPERIMENT}",
-        f"hydra.sweeper.study_name={study}",
-        f"hydra.sweeper.n_trials={n_trials}",
-        f"hydra.run.dir={folder}/outputs-{index}",
-        f"hydra.sweep.dir={folder}/multirun-{index}",
-        *FAST,
-    ]
-    return subprocess.Popen(
-        [sys.executable, str(RUN_PY), *args],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def finish(worker: subprocess.Popen[str]) -> tuple[int, str, str]:
-    """Wait for a worker; its exit code and output."""
-    try:
-        stdout, stderr = worker.communicate(timeout=WORKER_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        stdout, stderr = worker.communicate()
-        pytest.fail(f"worker {worker.pid} did not finish in {WORKER_TIMEOUT_S} s\n{stdout}\n{stderr}")
-    return worker.returncode, stdout, stderr
-
-
-def study_runs(tracking: str, study: str) -> tuple[list[Run], list[Run]]:
-    """The study's parent runs (there must be one) and the runs nested under any of them."""
-    client = MlflowClient(tracking_uri=tracking)
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    if experiment is None:
-        raise ValueError(f"no MLflow experiment {EXPERIMENT!r} at {tracking}")
-    runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    parents = [
-        run
-        for run in runs
-        if run.data.tags.get("optuna.study") == study and "mlflow.parentRunId" not in run.data.tags
-    ]
-    parent_ids = {run.info.run_id for run in parents}
-    children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") in parent_ids]
-    return parents, children
-
-
-def assert_study_complete(services: Services, study: str, n_trials: int) -> tuple[list[FrozenTrial], list[Run]]:
-    """Exactly n_trials counted verdicts, nothing left RUNNING, one parent, one child per trial that ran."""
-    loaded = optuna.load_study(study_name=study, storage=open_storage(services.storage))
-    trials = loaded.get_trials()
-    counted = [trial for trial in trials if is_counted(trial)]
-    assert len(counted) == n_trials, [(t.number, t.state.name, t.user_attrs.get(FAIL_REASON)) for t in trials]
-    assert len({trial.number for trial in trials}) == len(trials)
-    assert all(trial.state.is_finished() for trial in trials), [(t.number, t.state.name) for t in trials]
-
-    parents, children = study_runs(services.tracking, study)
-    assert [parent.info.run_id for parent in parents] == [loaded.user_attrs[PARENT_RUN_ATTR]]
-    assert parents[0].info.status == "FINISHED"
-    ran = {f"trial-{trial.number}": trial for trial in trials if MLFLOW_RUN_ATTR in trial.user_attrs}
-    assert sorted(run.info.run_name for run in children) == sorted(ran)
-    assert {run.info.run_id for run in children} == {trial.user_attrs[MLFLOW_RUN_ATTR] for trial in ran.values()}
-    assert all(run.info.status != "RUNNING" for run in children), [
-        (r.info.run_name, r.info.status) for r in children
-    ]
-    return trials, children
 
 
 def test_three_workers_finish_one_study_on_postgresql(
@@ -150,24 +63,6 @@ def test_three_workers_finish_one_study_on_postgresql(
     # All three workers joined one study: each printed the study line and each ran at least one trial's worth of
     # asks; the split between them depends on scheduling and is not asserted.
     assert all("study trio (maximize val_accuracy)" in stdout for _, stdout, _ in results)
-
-
-def wait_for_running_trial(storage: str, study: str, worker: subprocess.Popen[str]) -> FrozenTrial:
-    """The trial `worker` is training right now: RUNNING, owned by its pid, with its MLflow run open."""
-    deadline = time.monotonic() + WORKER_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            pytest.fail(f"worker {worker.pid} exited ({worker.returncode}) before it ran a trial")
-        try:
-            loaded = optuna.load_study(study_name=study, storage=open_storage(storage))
-            trials = loaded.get_trials(states=(TrialState.RUNNING,))
-        except KeyError:
-            trials = []  # The study does not exist yet.
-        for trial in trials:
-            if trial.user_attrs.get(PID) == worker.pid and MLFLOW_RUN_ATTR in trial.user_attrs:
-                return trial
-        time.sleep(0.2)
-    pytest.fail(f"worker {worker.pid} never ran a trial")
 
 
 def test_a_killed_worker_s_trial_ends_fail_and_the_others_complete_the_study(
