@@ -71,7 +71,8 @@ def test_a_worker_killed_on_another_host_is_found_dead_by_its_heartbeat_within_t
     keeps asking for short trials, so it looks for dead workers every few seconds."""
     study, n_trials = "elsewhere", 14
     rename = ["unshare", "--uts", "sh", "-c", 'hostname elsewhere && exec "$0" "$@"']
-    victim = start_worker(services, tmp_path, study, n_trials, 0, *LIVENESS, *LONG_TRIAL, prefix=rename)
+    # Its trial would train for minutes: it is still training when the survivor has started.
+    victim = start_worker(services, tmp_path, study, n_trials, 0, *LIVENESS, "train.epochs=1000", prefix=rename)
     started.append(victim)
     doomed = wait_for_running_trial(services.storage, study, victim)
     assert doomed.user_attrs[HOST] == "elsewhere"
@@ -152,8 +153,10 @@ def test_a_password_given_only_in_the_environment_is_written_and_shown_nowhere(
         with tempfile.TemporaryDirectory() as scratch:
             folder = client.download_artifacts(run.info.run_id, "", scratch)
             assert not files_with(password, Path(folder), since=0), run.info.run_name
-    study = optuna.load_study(study_name="secret", storage=open_storage(services.storage))
-    assert password not in repr(study.user_attrs) + repr(study.system_attrs)
+    storage = open_storage(services.storage)
+    study = optuna.load_study(study_name="secret", storage=storage)
+    system_attrs = storage.get_study_system_attrs(storage.get_study_id_from_name("secret"))
+    assert password not in repr(study.user_attrs) + repr(system_attrs)
     for trial in study.get_trials():
         assert password not in repr(trial.user_attrs) + repr(trial.system_attrs), trial.number
 
