@@ -49,6 +49,8 @@ SINGLE_RUNS = [
 ]
 SWEEPS = [
     ("no-trials", ["hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials=0"),
+    ("grace-too-short", ["hydra.sweeper.heartbeat_grace_s=60"], "hydra.sweeper.heartbeat_grace_s=60"),
+    ("negative-store-retry", ["hydra.sweeper.store_retry_s=-1"], "hydra.sweeper.store_retry_s=-1"),
     ("empty-study-name", ["hydra.sweeper.study_name="], "hydra.sweeper.study_name=''"),
     ("storage-scheme", ["hydra.sweeper.storage=foo://bar"], "hydra.sweeper.storage=foo://bar"),
     ("storage-folder-missing", ["hydra.sweeper.storage=sqlite:///{tmp}/missing/x.db"], "hydra.sweeper.storage"),
