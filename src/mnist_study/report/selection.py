@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from mnist_study.secrets import redact
 from mnist_study.sweep.storage import open_storage
 from mnist_study.sweep.trials import BASELINE_ATTR, PARENT_RUN_ATTR, trial_overrides
 
@@ -35,7 +36,8 @@ def load_study(name: str, storage_url: str) -> optuna.Study:
     storage = open_storage(storage_url)
     names = [summary.study_name for summary in optuna.get_all_study_summaries(storage)]
     if name not in names:
-        raise ReportError(f"no study {name!r} in {storage_url}; it holds: {', '.join(names) or 'no studies'}")
+        held = ", ".join(names) or "no studies"
+        raise ReportError(f"no study {name!r} in {redact(storage_url)}; it holds: {held}")
     return optuna.load_study(study_name=name, storage=storage)
 
 
