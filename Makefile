@@ -17,7 +17,7 @@ SERVE_PORT ?= 5001
 MODEL ?= models:/mnist-mlp@champion
 STORAGE ?= sqlite:///$(CURDIR)/optuna.db
 
-.PHONY: help install baseline seed-replica sweep test lint format services services-stop postgresql bench ui dashboard serve screenshots
+.PHONY: help install baseline seed-replica sweep test lint format services services-stop postgresql bench ui dashboard serve screenshots slurm-cluster slurm-cluster-stop slurm-workers
 
 help:
 	@echo "make sweep     set up (first time) and run the default Optuna study"
@@ -26,6 +26,7 @@ help:
 	@echo "make lint      ruff"
 	@echo "make bench     speed and pruning benchmarks (minutes; not part of make test)"
 	@echo "make services  a throwaway PostgreSQL + mlflow server on 127.0.0.1 for many workers (services-stop ends them)"
+	@echo "make slurm-workers N=3  the study's workers as a SLURM job array (make slurm-cluster: a one-node cluster here)"
 	@echo "make ui        the MLflow UI over the default store, on http://127.0.0.1:$(UI_PORT)"
 	@echo "make dashboard optuna-dashboard over the default study storage, on http://127.0.0.1:$(DASHBOARD_PORT)"
 	@echo "make serve     the report's champion model (MODEL=...) answering POST /invocations on http://127.0.0.1:$(SERVE_PORT)"
@@ -79,6 +80,24 @@ services: install postgresql
 
 services-stop:
 	scripts/services.sh stop
+
+# A throwaway one-node SLURM cluster on this machine (Debian's slurm-wlm and munge, installed when missing; root),
+# and the study's workers as a SLURM job array on it or on any cluster: N tasks, each one worker of the same study,
+# with OPTUNA_STORAGE and MLFLOW_TRACKING_URI from the environment (docs/scaling.md, On a SLURM cluster).
+N ?= 3
+EXPERIMENT ?= sweep
+ARGS ?=
+slurm-cluster:
+	@command -v slurmctld >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null; }
+	scripts/slurm/cluster.sh start
+
+slurm-cluster-stop:
+	scripts/slurm/cluster.sh stop
+
+slurm-workers: install
+	@test -n "$$OPTUNA_STORAGE" && test -n "$$MLFLOW_TRACKING_URI" || { echo "make slurm-workers: OPTUNA_STORAGE and MLFLOW_TRACKING_URI are not set; fix: eval \"\$$(scripts/services.sh env)\""; exit 2; }
+	@mkdir -p outputs/slurm
+	sbatch --array=1-$(N) scripts/slurm/sweep-workers.sbatch $(EXPERIMENT) $(ARGS)
 
 # The MLflow UI over the project's default store (what a plain `mlflow ui` at the repository root shows), without
 # MLflow 3's job-execution consumers (GenAI scorers, unused here; each is a full mlflow import). It first prints the

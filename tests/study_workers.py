@@ -128,3 +128,21 @@ def wait_for_running_trial(storage: str, study: str, worker: subprocess.Popen[st
                 return trial
         time.sleep(0.2)
     pytest.fail(f"worker {worker.pid} never ran a trial")
+
+
+def assert_converged(services: Services, study_name: str) -> None:
+    """The invariant after any kill and one resume: no MLflow run is RUNNING unless its trial is, and every
+    COMPLETE trial has exactly one FINISHED run, whose last objective is the trial's value."""
+    study = optuna.load_study(study_name=study_name, storage=open_storage(services.storage))
+    trials = {trial.number: trial for trial in study.get_trials()}
+    _, children = study_runs(services.tracking, study_name)
+    for run in children:
+        trial = trials[int(run.data.tags["optuna.trial"])]
+        if run.info.status == "RUNNING":
+            assert trial.state == TrialState.RUNNING, (run.info.run_name, trial.state)
+    for trial in trials.values():
+        if trial.state != TrialState.COMPLETE:
+            continue
+        runs = [run for run in children if run.data.tags["optuna.trial"] == str(trial.number)]
+        assert [run.info.status for run in runs] == ["FINISHED"], (trial.number, [r.info.status for r in runs])
+        assert runs[0].data.metrics["val_accuracy"] == pytest.approx(trial.value, abs=1e-6)

@@ -31,6 +31,7 @@ from mnist_study.sweep import faults
 from mnist_study.sweep.storage import open_storage
 from mnist_study.sweep.trials import FAIL_REASON, HOST, MLFLOW_RUN_ATTR, UNCOUNTED, is_counted
 from study_workers import (
+    assert_converged,
     assert_study_complete,
     finish,
     start_worker,
@@ -44,24 +45,6 @@ INTERVAL_S, GRACE_S = 1, 3
 LIVENESS = [f"hydra.sweeper.heartbeat_interval_s={INTERVAL_S}", f"hydra.sweeper.heartbeat_grace_s={GRACE_S}"]
 # A trial of a few seconds (1 000 images, many epochs), long enough to be caught mid-training.
 LONG_TRIAL = ["train.epochs=40"]
-
-
-def assert_converged(services: Services, study_name: str) -> None:
-    """The invariant after any kill and one resume: no MLflow run is RUNNING unless its trial is, and every
-    COMPLETE trial has exactly one FINISHED run, whose last objective is the trial's value."""
-    study = optuna.load_study(study_name=study_name, storage=open_storage(services.storage))
-    trials = {trial.number: trial for trial in study.get_trials()}
-    _, children = study_runs(services.tracking, study_name)
-    for run in children:
-        trial = trials[int(run.data.tags["optuna.trial"])]
-        if run.info.status == "RUNNING":
-            assert trial.state == TrialState.RUNNING, (run.info.run_name, trial.state)
-    for trial in trials.values():
-        if trial.state != TrialState.COMPLETE:
-            continue
-        runs = [run for run in children if run.data.tags["optuna.trial"] == str(trial.number)]
-        assert [run.info.status for run in runs] == ["FINISHED"], (trial.number, [r.info.status for r in runs])
-        assert runs[0].data.metrics["val_accuracy"] == pytest.approx(trial.value, abs=1e-6)
 
 
 def test_a_worker_killed_on_another_host_is_found_dead_by_its_heartbeat_within_the_grace(

@@ -146,7 +146,7 @@ def tracked_run(cfg: DictConfig, run_name: str, tags: Mapping[str, str] | None =
         tracked.flush()
     except KeyboardInterrupt:
         _flush_quietly(tracked)
-        _end(client, run.info.run_id, RunStatus.KILLED, "interrupted (SIGINT)")
+        _end(client, run.info.run_id, RunStatus.KILLED, "interrupted (SIGINT or SIGTERM)")
         raise
     except BaseException as error:
         _flush_quietly(tracked)

@@ -12,6 +12,7 @@ import io
 import logging
 import math
 import re
+import signal
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -66,7 +67,18 @@ class StudySweeper:
         )
 
     def sweep(self, arguments: list[str]) -> None:
-        """Run trials until the study holds `n_trials` counted verdicts, then summarise it in MLflow."""
+        """Run trials until the study holds `n_trials` counted verdicts, then summarise it in MLflow.
+
+        SIGTERM (what a scheduler sends a task it cancels, preempts or times out) is taken like Ctrl-C: the running
+        trial is handed back (an uncounted FAIL, its params queued again) and its MLflow run closed KILLED.
+        """
+        previous = signal.signal(signal.SIGTERM, interrupt)
+        try:
+            self._sweep(arguments)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    def _sweep(self, arguments: list[str]) -> None:
         config = self.config
         quiet_per_job_logging()
         settings = self.settings
@@ -181,7 +193,7 @@ class _Loop:
             self._discard(trial, f"invalid overrides: {error}")
             raise ValueError(f"trial {trial.number}: the overrides do not compose: {error}") from error
         except KeyboardInterrupt:
-            self._discard(trial, "interrupted (SIGINT)", requeue=True)
+            self._discard(trial, "interrupted (SIGINT or SIGTERM)", requeue=True)
             raise
         failure = job_store_error(result)
         if failure is not None:
@@ -267,6 +279,11 @@ class _Loop:
         counted = trials.count_verdicts(self.study.get_trials(deepcopy=False))
         remaining = max(0, self.settings.n_trials - counted)
         return format_duration(remaining * sum(self.durations) / len(self.durations))
+
+
+def interrupt(signal_number: int, frame: object) -> None:
+    """A signal handler that interrupts the sweep as Ctrl-C does."""
+    raise KeyboardInterrupt(signal.Signals(signal_number).name)
 
 
 def quiet_per_job_logging() -> None:
