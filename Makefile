@@ -15,7 +15,7 @@ DASHBOARD_PORT ?= 8080
 # Where `make serve` answers, and which registered model version it serves.
 SERVE_PORT ?= 5001
 MODEL ?= models:/mnist-mlp@champion
-STORAGE ?= sqlite:///$(CURDIR)/optuna.db
+STORAGE ?= $(or $(OPTUNA_STORAGE),sqlite:///$(CURDIR)/optuna.db)
 
 .PHONY: help install baseline seed-replica sweep test lint format services services-stop postgresql bench ui dashboard serve screenshots slurm-cluster slurm-cluster-stop slurm-workers
 
@@ -107,7 +107,9 @@ ui: install
 	@$(RUN) -m mnist_study.ui_link --tracking-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(UI_PORT)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(UI_PORT)
 
-# optuna-dashboard over the sweep's storage; STORAGE=... points it at another (a PostgreSQL URL, say).
+# optuna-dashboard over the sweep's storage (OPTUNA_STORAGE when set); STORAGE=... points it at another. The
+# dashboard takes the URL as an argument, so other users of the machine can read it with ps: prefer a URL without
+# a password there, with the password in ~/.pgpass.
 dashboard: install
 	$(VENV)/bin/optuna-dashboard "$(STORAGE)" --host 127.0.0.1 --port $(DASHBOARD_PORT)
 
