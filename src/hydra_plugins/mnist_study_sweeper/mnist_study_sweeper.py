@@ -64,7 +64,7 @@ class MnistStudySweeper(Sweeper):
             if not group.startswith("hydra/")
         }
         compose = functools.partial(loader.load_sweep_config, config)
-        check_space(self.settings.params, arguments, groups, compose)
+        check_space(self.settings.params, arguments, groups, compose, self.settings.conditional)
 
 
 def exit_on_error(

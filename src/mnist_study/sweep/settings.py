@@ -31,6 +31,8 @@ class SweepSettings:
     pruner: dict[str, Any] | None
     # The search space in Hydra's sweep grammar, key -> expression.
     params: dict[str, str]
+    # Conditional branches: `parent=value` -> {key: expression} sampled only when the parent takes that value.
+    conditional: dict[str, dict[str, str]]
     # Liveness: a running trial's worker beats every interval; a trial silent for longer than the grace is dead.
     heartbeat_interval_s: int
     heartbeat_grace_s: float
@@ -60,10 +62,23 @@ class SweepSettings:
             sampler=plain_target(settings.get("sampler"), "sampler"),
             pruner=plain_target(settings.get("pruner"), "pruner"),
             params={str(key): str(value) for key, value in (settings.get("params") or {}).items()},
+            conditional=plain_branches(settings.get("conditional")),
             heartbeat_interval_s=int(interval),
             heartbeat_grace_s=int(grace),
             store_retry_s=float(retry),
         )
+
+
+def plain_branches(node: Any) -> dict[str, dict[str, str]]:
+    """`hydra.sweeper.conditional` as plain strings: condition -> {key: expression}."""
+    container = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else (node or {})
+    allowed = (
+        "a mapping of `parent=value` to {key: sweep expression}, e.g. optimizer=sgd: {optimizer.momentum: ...}"
+    )
+    require(isinstance(container, dict), "hydra.sweeper.conditional", container, allowed)
+    for condition, entries in container.items():
+        require(isinstance(entries, dict), f"hydra.sweeper.conditional.{condition}", entries, allowed)
+    return {str(c): {str(k): str(v) for k, v in entries.items()} for c, entries in container.items()}
 
 
 def plain_target(node: Any, kind: str) -> dict[str, Any] | None:

@@ -5,6 +5,11 @@ element of the range (the stop is excluded, as in Python), `interval(a, b)` a fl
 `int(...)`), and `tag(log, ...)` makes it log-scaled. Parsing uses Hydra's own override parser, so a space reads
 exactly like a command line. Before the first trial, `check_space` tries every value the space can produce
 against the job's own checks. This module never imports TensorFlow.
+
+A conditional branch (`hydra.sweeper.conditional`, `"optimizer=sgd": {key: expression, ...}`) holds parameters that
+exist only in trials where its parent parameter takes that value; an entry for a key of the flat space replaces
+that key's space in those trials. A trial samples its parents first, then every other parameter from the branch
+its parents chose, so its params hold only what it ran with.
 """
 
 from __future__ import annotations
@@ -19,12 +24,27 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep, Transformer
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import Trial
 
 from mnist_study.checks import CHECKS, ConfigError, check_tracking
 
 SPACE_GRAMMAR = (
     "choice(a, b, ...), range(start, stop[, step]), interval(low, high) with low < high, int(...), tag(log, ...)"
 )
+
+
+@dataclass(frozen=True)
+class Branch:
+    """Parameters sampled only in trials whose `parent` parameter took `value` (`optimizer=sgd`)."""
+
+    parent: str
+    value: Any
+    distributions: dict[str, BaseDistribution]
+    expressions: dict[str, str]
+
+    @property
+    def condition(self) -> str:
+        return f"{self.parent}={format_value(self.value)}"
 
 
 @dataclass(frozen=True)
@@ -38,6 +58,31 @@ class SearchSpace:
     fixed: dict[str, str] = field(default_factory=dict)
     # Every other plain override of the command line, passed to each job as written.
     passthrough: tuple[str, ...] = ()
+    # Conditional branches whose parent is still sampled (a fixed parent's branch is merged into the flat space).
+    branches: tuple[Branch, ...] = ()
+
+    def sample(self, trial: Trial) -> dict[str, Any]:
+        """Suggest a trial's parameters: the branches' parents first, then every other parameter from the branch
+        its parent chose (or the flat space), so an sgd trial has a momentum and an adam trial none."""
+        parents = {branch.parent for branch in self.branches}
+        params = {key: suggest(trial, key, dist) for key, dist in self.distributions.items() if key in parents}
+        chosen: dict[str, BaseDistribution] = {}
+        for branch in self.branches:
+            if same_value(params[branch.parent], branch.value):
+                chosen.update(branch.distributions)
+        for key, distribution in self.distributions.items():
+            if key not in params:
+                params[key] = suggest(trial, key, chosen.pop(key, distribution))
+        params.update({key: suggest(trial, key, distribution) for key, distribution in chosen.items()})
+        return params
+
+    def described(self) -> dict[str, str]:
+        """Every expression in force; a branch's as `<key> when <parent> is <value>` (no `=` in MLflow tags)."""
+        described = {**self.expressions, **self.fixed}
+        for branch in self.branches:
+            for key, expression in branch.expressions.items():
+                described[f"{key} when {branch.parent} is {format_value(branch.value)}"] = expression
+        return described
 
     def job_overrides(self, params: Mapping[str, Any]) -> list[str]:
         """The overrides that reproduce a trial: its sampled params, then the fixed and plain ones."""
@@ -49,6 +94,24 @@ class SearchSpace:
         return all(in_distribution(values.get(key), dist) for key, dist in self.distributions.items())
 
 
+def suggest(trial: Trial, key: str, distribution: BaseDistribution) -> Any:
+    """`trial.suggest_*` for an Optuna distribution (an enqueued value, if the trial has one, is returned)."""
+    if isinstance(distribution, CategoricalDistribution):
+        return trial.suggest_categorical(key, distribution.choices)
+    if isinstance(distribution, IntDistribution):
+        low, high, step, log = distribution.low, distribution.high, distribution.step, distribution.log
+        return trial.suggest_int(key, low, high, step=step, log=log)
+    if isinstance(distribution, FloatDistribution):
+        low, high, step, log = distribution.low, distribution.high, distribution.step, distribution.log
+        return trial.suggest_float(key, low, high, step=step, log=log)
+    raise TypeError(f"{key}: unsupported distribution {distribution!r}")
+
+
+def same_value(sampled: Any, wanted: Any) -> bool:
+    """Whether a sampled value is a branch's condition value (`true` is not 1)."""
+    return type(sampled) is type(wanted) and sampled == wanted
+
+
 def format_value(value: Any) -> str:
     """A parameter value as Hydra's override grammar reads it back (floats keep full precision)."""
     if isinstance(value, bool):
@@ -58,9 +121,14 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def parse_space(params: Mapping[str, str], arguments: Sequence[str]) -> SearchSpace:
+def parse_space(
+    params: Mapping[str, str],
+    arguments: Sequence[str],
+    conditional: Mapping[str, Mapping[str, str]] | None = None,
+) -> SearchSpace:
     """Combine the configured space with the command line: a sweep expression replaces a parameter's space,
-    a plain value fixes it, and every other override passes through to the jobs."""
+    a plain value fixes it, and every other override passes through to the jobs. A branch whose parent the command
+    line narrowed away is dropped; one whose parent it fixed to the branch's value joins the flat space."""
     parser = OverridesParser.create()
     configured = {key: parser.parse_override(f"{key}={value}") for key, value in params.items()}
     given = parser.parse_overrides(list(arguments))
@@ -81,7 +149,46 @@ def parse_space(params: Mapping[str, str], arguments: Sequence[str]) -> SearchSp
             passthrough.append(override.input_line or "")
     distributions = {key: to_distribution(override) for key, override in sweeps.items()}
     expressions = {key: override.input_line or "" for key, override in sweeps.items()}
-    return SearchSpace(distributions, expressions, fixed, tuple(passthrough))
+    branches = []
+    for branch in parse_branches(conditional or {}):
+        if branch.parent in distributions:
+            if in_distribution(branch.value, distributions[branch.parent]):
+                branches.append(branch)
+        elif branch.parent in fixed and fixed[branch.parent] == branch.condition:
+            # The command line chose the branch for every trial: its parameters are plain parameters now.
+            for key in branch.distributions:
+                fixed.pop(key, None)
+            distributions.update(branch.distributions)
+            expressions.update(branch.expressions)
+    return SearchSpace(distributions, expressions, fixed, tuple(passthrough), tuple(branches))
+
+
+def parse_branches(conditional: Mapping[str, Mapping[str, str]]) -> list[Branch]:
+    """`{"optimizer=sgd": {"optimizer.momentum": "interval(0, 0.99)"}}` as branches; a condition must be one
+    plain `key=value` and every entry a sweep expression."""
+    parser = OverridesParser.create()
+    branches = []
+    for condition, entries in conditional.items():
+        try:
+            parent = parser.parse_override(condition)
+        except Exception as error:  # Hydra's grammar errors: say which condition.
+            text = f"hydra.sweeper.conditional: {condition!r} is not a condition key=value ({error})"
+            raise ConfigError(text) from None
+        if parent.is_sweep_override() or parent.value() is None:
+            raise ConfigError(f"hydra.sweeper.conditional: {condition!r} must be one value, e.g. optimizer=sgd")
+        distributions, expressions = {}, {}
+        for key, expression in (entries or {}).items():
+            line = f"{key}={expression}"
+            override = parser.parse_override(line)
+            if not override.is_sweep_override():
+                raise ConfigError(f"{condition}: {line}: a branch holds sweep expressions; use {SPACE_GRAMMAR}")
+            try:
+                distributions[key] = to_distribution(override)
+            except (ValueError, TypeError) as error:
+                raise ConfigError(f"{condition}: {line}: cannot be an Optuna distribution ({error})") from None
+            expressions[key] = line
+        branches.append(Branch(parent.get_key_element(), parent.value(), distributions, expressions))
+    return branches
 
 
 def to_distribution(override: Override) -> BaseDistribution:
@@ -148,14 +255,17 @@ def check_space(
     arguments: Sequence[str],
     groups: Mapping[str, Sequence[str]],
     compose: Callable[[list[str]], DictConfig],
+    conditional: Mapping[str, Mapping[str, str]] | None = None,
 ) -> None:
     """Raise ConfigError for the first expression or value of the space that cannot make a valid job config.
 
     `compose(overrides)` builds a job's config the way the launcher will. Each parameter is tried alone at the ends
-    of its range (and at every choice of a categorical), so the message names the parameter and value at fault.
+    of its range (and at every choice of a categorical), so the message names the parameter and value at fault;
+    a branch's parameters are tried in a config where their parent takes the branch's value.
     """
     check_expressions(params, arguments)
-    space = parse_space(params, arguments)
+    check_conditions(params, conditional or {})
+    space = parse_space(params, arguments, conditional)
     base: DictConfig | None = None  # Composed on first need, then shared by every plain key.
     for key, distribution in space.distributions.items():
         for value in values_to_try(distribution):
@@ -170,6 +280,49 @@ def check_space(
                     base = base if base is not None else compose(space.job_overrides({}))
                     config = with_value(base, key, value)
             except Exception as error:  # Hydra raises several types; each means this value cannot compose.
+                raise ConfigError(composition_error(expression, key, value, groups, error)) from None
+            check_job_config(config, expression, value)
+    for branch in space.branches:
+        check_branch(space, branch, groups, compose)
+
+
+def check_conditions(params: Mapping[str, str], conditional: Mapping[str, Mapping[str, str]]) -> None:
+    """Every branch's parent is a parameter of the configured space that can take the branch's value."""
+    configured = parse_space(params, [])
+    for branch in parse_branches(conditional):
+        if branch.parent in configured.distributions:
+            parent = configured.distributions[branch.parent]
+            if not in_distribution(branch.value, parent):
+                raise ConfigError(
+                    f"hydra.sweeper.conditional: {branch.condition}: {branch.parent} never takes "
+                    f"{format_value(branch.value)} ({configured.expressions[branch.parent]})"
+                )
+        elif branch.parent not in configured.fixed:
+            raise ConfigError(
+                f"hydra.sweeper.conditional: {branch.condition}: {branch.parent} is not a parameter of "
+                f"hydra.sweeper.params; a branch hangs on one of {', '.join(configured.distributions)}"
+            )
+
+
+def check_branch(
+    space: SearchSpace,
+    branch: Branch,
+    groups: Mapping[str, Sequence[str]],
+    compose: Callable[[list[str]], DictConfig],
+) -> None:
+    """A branch's parameters, each at the ends of its range, in a config where the parent takes its value."""
+    parent = {branch.parent: branch.value}
+    base: DictConfig | None = None
+    for key, distribution in branch.distributions.items():
+        expression = f"{branch.condition}: {branch.expressions[key]}"
+        for value in values_to_try(distribution):
+            try:
+                if key in groups:
+                    config = compose(space.job_overrides({**parent, key: value}))
+                else:
+                    base = base if base is not None else compose(space.job_overrides(parent))
+                    config = with_value(base, key, value)
+            except Exception as error:  # As above: this value cannot compose.
                 raise ConfigError(composition_error(expression, key, value, groups, error)) from None
             check_job_config(config, expression, value)
 

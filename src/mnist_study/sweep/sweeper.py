@@ -82,7 +82,7 @@ class StudySweeper:
         config = self.config
         quiet_per_job_logging()
         settings = self.settings
-        space = parse_space(settings.params, arguments)
+        space = parse_space(settings.params, arguments, settings.conditional)
         objective = str(config.objective)
         storage = open_storage(settings.storage, (settings.heartbeat_interval_s, int(settings.heartbeat_grace_s)))
         study, created = open_study(settings.study_name, storage, direction_for(objective))
@@ -93,7 +93,7 @@ class StudySweeper:
         parent = ParentRun.open(study, created, tracking, settings.storage)
         if created:
             enqueue_baseline(study, space, baseline_values(config, space))
-        parent.log_space({**space.expressions, **space.fixed})
+        parent.log_space(space.described())
         Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
         # Unresolved, so a URL from the environment stays `${oc.env:...}`; one typed in clear is redacted.
         (Path(config.hydra.sweep.dir) / "multirun.yaml").write_text(redact(OmegaConf.to_yaml(config)))
@@ -168,7 +168,9 @@ class _Loop:
         with warnings.catch_warnings():
             # Optuna warns that its heartbeat is meant for study.optimize; this loop beats for itself.
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-            return self.study.ask(self.space.distributions)
+            trial = self.study.ask()
+        self.space.sample(trial)
+        return trial
 
     def _recover_orphans(self) -> None:
         """Fail dead workers' trials (uncounted), queue their params again and close their MLflow runs KILLED;
