@@ -48,8 +48,9 @@ class MnistStudySweeper(Sweeper):
     def _preflight(self, arguments: list[str]) -> None:
         """The composed job config, the storage, the sampler and pruner, and every value the space can produce."""
         from mnist_study.checks import validate
+        from mnist_study.sweep.known import check_known
         from mnist_study.sweep.settings import check_algorithms
-        from mnist_study.sweep.space import check_space
+        from mnist_study.sweep.space import check_space, parse_space
         from mnist_study.sweep.storage import check_storage
 
         if self.config is None or self.hydra_context is None:
@@ -64,7 +65,9 @@ class MnistStudySweeper(Sweeper):
             if not group.startswith("hydra/")
         }
         compose = functools.partial(loader.load_sweep_config, config)
-        check_space(self.settings.params, arguments, groups, compose, self.settings.conditional)
+        settings = self.settings
+        check_space(settings.params, arguments, groups, compose, settings.conditional)
+        check_known(settings, parse_space(settings.params, arguments, settings.conditional))
 
 
 def exit_on_error(

@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mnist_study.secrets import redact
 from mnist_study.sweep.storage import open_storage
-from mnist_study.sweep.trials import BASELINE_ATTR, PARENT_RUN_ATTR, trial_overrides
+from mnist_study.sweep.trials import BASELINE_ATTR, PARENT_RUN_ATTR, WARM_START_ATTR, trial_overrides
 
 
 class ReportError(ValueError):
@@ -55,7 +55,8 @@ def baseline_trial(study: optuna.Study) -> FrozenTrial | None:
 
 
 def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
-    """The k best COMPLETE trials by the study's objective, best first, the baseline trial excluded.
+    """The k best COMPLETE trials by the study's objective, best first, the baseline trial and trials copied from
+    another study (`warm_start`; they have no run in this study) excluded.
 
     Ties keep the earlier trial first. Nothing but `trial.value` (the study's objective) is read.
     """
@@ -65,7 +66,9 @@ def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
     complete = [
         trial
         for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if not trial.user_attrs.get(BASELINE_ATTR) and trial.value is not None
+        if not trial.user_attrs.get(BASELINE_ATTR)
+        and WARM_START_ATTR not in trial.user_attrs
+        and trial.value is not None
     ]
     complete.sort(key=lambda trial: (-trial.value if maximize else trial.value, trial.number))
     return complete[:k]

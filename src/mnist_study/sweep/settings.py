@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mnist_study.checks import ConfigError, is_int, is_number, require
 
@@ -33,6 +33,9 @@ class SweepSettings:
     params: dict[str, str]
     # Conditional branches: `parent=value` -> {key: expression} sampled only when the parent takes that value.
     conditional: dict[str, dict[str, str]]
+    # Configurations tried right after the baseline (key -> value each), and an earlier study to start from.
+    enqueue: list[dict[str, Any]]
+    warm_start: dict[str, str] | None
     # Liveness: a running trial's worker beats every interval; a trial silent for longer than the grace is dead.
     heartbeat_interval_s: int
     heartbeat_grace_s: float
@@ -63,6 +66,8 @@ class SweepSettings:
             pruner=plain_target(settings.get("pruner"), "pruner"),
             params={str(key): str(value) for key, value in (settings.get("params") or {}).items()},
             conditional=plain_branches(settings.get("conditional")),
+            enqueue=plain_configurations(settings.get("enqueue")),
+            warm_start=plain_source(settings.get("warm_start"), str(settings.get("storage"))),
             heartbeat_interval_s=int(interval),
             heartbeat_grace_s=int(grace),
             store_retry_s=float(retry),
@@ -79,6 +84,28 @@ def plain_branches(node: Any) -> dict[str, dict[str, str]]:
     for condition, entries in container.items():
         require(isinstance(entries, dict), f"hydra.sweeper.conditional.{condition}", entries, allowed)
     return {str(c): {str(k): str(v) for k, v in entries.items()} for c, entries in container.items()}
+
+
+def plain_configurations(node: Any) -> list[dict[str, Any]]:
+    """`hydra.sweeper.enqueue` as a list of plain `{override key: value}` dicts."""
+    container = OmegaConf.to_container(node, resolve=True) if isinstance(node, ListConfig) else (node or [])
+    allowed = "a list of configurations, each {override key: value}, e.g. [{model.units: 1024, optimizer: adam}]"
+    require(isinstance(container, list), "hydra.sweeper.enqueue", container, allowed)
+    for index, entry in enumerate(container):
+        require(isinstance(entry, dict) and entry != {}, f"hydra.sweeper.enqueue[{index}]", entry, allowed)
+    return [{str(key): value for key, value in entry.items()} for entry in container]
+
+
+def plain_source(node: Any, storage: str) -> dict[str, str] | None:
+    """`hydra.sweeper.warm_start`: a study name (in this sweep's storage) or {study, storage}; None for none."""
+    if node is None:
+        return None
+    container = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    source = {"study": container} if isinstance(container, str) else container
+    allowed = "an earlier study's name, or {study: name, storage: url}"
+    named = isinstance(source, dict) and isinstance(source.get("study"), str) and source["study"] != ""
+    require(named and set(source) <= {"study", "storage"}, "hydra.sweeper.warm_start", container, allowed)
+    return {"study": source["study"], "storage": str(source.get("storage") or storage)}
 
 
 def plain_target(node: Any, kind: str) -> dict[str, Any] | None:

@@ -31,7 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mnist_study.metrics import direction_for
 from mnist_study.secrets import redact
-from mnist_study.sweep import faults, liveness, trials
+from mnist_study.sweep import faults, known, liveness, trials
 from mnist_study.sweep.liveness import Heartbeat
 from mnist_study.sweep.parent_run import ParentRun
 from mnist_study.sweep.sampling import make_sampler
@@ -93,6 +93,13 @@ class StudySweeper:
         parent = ParentRun.open(study, created, tracking, settings.storage)
         if created:
             enqueue_baseline(study, space, baseline_values(config, space))
+            known.enqueue_known(study, settings.enqueue)
+            if settings.warm_start is not None:
+                copied, skipped = known.warm_start(study, settings.warm_start, space)
+                source = settings.warm_start["study"]
+                print(
+                    f"warm start: {copied} COMPLETE trials of {source} copied, {skipped} outside this space left"
+                )
         parent.log_space(space.described())
         Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
         # Unresolved, so a URL from the environment stays `${oc.env:...}`; one typed in clear is redacted.

@@ -23,6 +23,11 @@ UNCOUNTED = "uncounted"
 RETRY_OF = "retry_of"
 # The trial the sweeper enqueued as the configured baseline (trial 0 when the space contains the baseline).
 BASELINE_ATTR = "baseline"
+# A configuration queued by hand (`hydra.sweeper.enqueue`), tried right after the baseline.
+ENQUEUED_ATTR = "enqueued"
+# A COMPLETE trial copied from an earlier study (`hydra.sweeper.warm_start`): `<storage>#<study>/<number>`. It
+# informs the sampler and never counts towards n_trials.
+WARM_START_ATTR = "warm_start_from"
 # The id of the trial's MLflow run, recorded by the job as the run opens.
 MLFLOW_RUN_ATTR = "mlflow_run_id"
 # `fixed.<key>`: a parameter of the space that the command line pinned to one value for this sweep.
@@ -58,7 +63,9 @@ def trial_overrides(trial: FrozenTrial) -> tuple[str, ...]:
 
 
 def is_counted(trial: FrozenTrial) -> bool:
-    """Whether a trial holds a verdict that counts towards `n_trials`."""
+    """Whether a trial holds a verdict that counts towards `n_trials` (one copied from another study does not)."""
+    if WARM_START_ATTR in trial.user_attrs:
+        return False
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
     return trial.state == TrialState.FAIL and UNCOUNTED not in trial.user_attrs
