@@ -1,0 +1,371 @@
+"""Who finds the better network in the same minutes: the project's default study or KerasTuner?
+
+    .venv/bin/python benchmarks/vs_kerastuner.py [--budget-min 7] [--seeds 0 1 2] [--arms ours ours_unpruned ...]
+
+The same problem for every arm: `make_split()`'s 55 000 / 5 000 train/validation split, the network family of
+`build_model` (Dense units relu, optional Dropout, Dense 10 softmax), the optimizer group's classes, and the space
+of `experiments/sweep.yaml` (read from that file, so a change there reaches this benchmark). The objective is the
+validation accuracy of a trial's last epoch. Arms, each run once per seed for the same wall-clock budget, in
+alternation (arm a, b, c, d for seed 0, then for seed 1, ...) so that the machine's drift hits every arm alike:
+
+- `ours`: `python src/run.py sweep` as `make sweep` runs it (its pruner and sampler), in fresh stores;
+- `ours_unpruned`: the same with `hydra.sweeper.pruner=null`;
+- `hyperband`, `bayes`, `random`: KerasTuner's Hyperband (its epoch budget replaces the epochs parameter, max 30),
+  BayesianOptimization and RandomSearch, with batch size and epochs tuned through `HyperModel.fit`.
+
+Each arm runs in its own process (so its start-up counts, as a user pays it) and is stopped at the budget. Every
+finished trial is recorded with its wall time since the arm's start, its last-epoch validation accuracy and its
+test accuracy; the test accuracy is only reported for each arm's final pick, never used to choose. KerasTuner ranks
+a trial by its best epoch (its own rule); the curves here use the last epoch for every arm.
+
+Prints per-arm medians (ranges) over seeds: time to reach `--target` (default 0.984), best at the end, trials,
+epochs, the pick's test accuracy; writes the anytime curves to `--figure`; last line
+`time_to_target_ratio=X best_delta=Y` (ours / the best KerasTuner arm; Y in points).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from omegaconf import OmegaConf  # noqa: E402
+from optuna.distributions import (  # noqa: E402
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from mnist_study.sweep.space import parse_space  # noqa: E402
+
+SPACE_FILE = ROOT / "experiments" / "sweep.yaml"
+KERAS_TUNER_ARMS = ("hyperband", "bayes", "random")
+ARMS = ("ours", "ours_unpruned", *KERAS_TUNER_ARMS)
+MAX_EPOCHS = 30
+
+
+def sweep_space(path: Path = SPACE_FILE) -> dict[str, BaseDistribution]:
+    """The default study's search space, as Optuna distributions, from the experiment file itself."""
+    params = OmegaConf.to_container(OmegaConf.load(path).hydra.sweeper.params)
+    return dict(parse_space({str(k): str(v) for k, v in params.items()}, []).distributions)
+
+
+def define(hp: Any, space: Mapping[str, BaseDistribution], skip: Sequence[str] = ()) -> dict[str, Any]:
+    """Each parameter of the space as a KerasTuner hyperparameter (log scales and steps kept); its values."""
+    values = {}
+    for name, distribution in space.items():
+        if name in skip:
+            continue
+        if isinstance(distribution, CategoricalDistribution):
+            values[name] = hp.Choice(name, list(distribution.choices))
+        elif isinstance(distribution, IntDistribution):
+            sampling = "log" if distribution.log else "linear"
+            values[name] = hp.Int(
+                name,
+                distribution.low,
+                distribution.high,
+                step=None if distribution.log else distribution.step,
+                sampling=sampling,
+            )
+        elif isinstance(distribution, FloatDistribution):
+            sampling = "log" if distribution.log else "linear"
+            values[name] = hp.Float(
+                name, distribution.low, distribution.high, step=distribution.step, sampling=sampling
+            )
+        else:
+            raise TypeError(f"{name}: KerasTuner has no counterpart for {distribution!r}")
+    return values
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One arm, in its own process: `--run-arm NAME --seed S --log FILE`.
+
+
+def run_keras_tuner_arm(arm: str, seed: int, log: Path, folder: Path) -> None:
+    """Search with KerasTuner until the parent stops this process; one JSON line per finished trial."""
+    import keras
+    import keras_tuner
+    from hydra.utils import instantiate
+
+    from mnist_study.data import make_split
+    from mnist_study.model import build_model
+
+    keras.utils.set_random_seed(seed)
+    split = make_split(val_size=5000, cache=str(ROOT / "data" / "mnist.npz"))
+    space = sweep_space()
+    started = float(os.environ["ARM_STARTED"])
+    optimizers = {
+        name: OmegaConf.load(ROOT / "conf" / "optimizer" / f"{name}.yaml") for name in space["optimizer"].choices
+    }
+
+    class Study(keras_tuner.HyperModel):
+        def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
+            values = define(hp, space, skip=("train.epochs",) if arm == "hyperband" else ())
+            model = build_model(values["model.units"], dropout=values.get("model.dropout", 0.0))
+            settings = {
+                k: v for k, v in OmegaConf.to_container(optimizers[values["optimizer"]]).items() if k != "name"
+            }
+            settings["learning_rate"] = values["optimizer.learning_rate"]
+            model.compile(
+                optimizer=instantiate(settings), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+            )
+            return model
+
+        def fit(self, hp: keras_tuner.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any) -> Any:
+            batch_size = hp.get("train.batch_size")
+            if arm != "hyperband":
+                kwargs["epochs"] = hp.get("train.epochs")
+            history = model.fit(*args, batch_size=batch_size, verbose=0, **kwargs)
+            last = float(history.history["val_accuracy"][-1])
+            test = float(model.evaluate(split.x_test, split.y_test, batch_size=1024, verbose=0)[1])
+            record(log, started, last, test, len(history.history["val_accuracy"]), hp.values)
+            return history
+
+    common = {
+        "objective": "val_accuracy",
+        "seed": seed,
+        "directory": str(folder),
+        "project_name": arm,
+        "overwrite": True,
+    }
+    if arm == "hyperband":
+        tuner = keras_tuner.Hyperband(Study(), max_epochs=MAX_EPOCHS, factor=3, **common)
+    elif arm == "bayes":
+        tuner = keras_tuner.BayesianOptimization(Study(), max_trials=10_000, **common)
+    else:
+        tuner = keras_tuner.RandomSearch(Study(), max_trials=10_000, **common)
+    tuner.search(split.x_fit, split.y_fit, validation_data=(split.x_val, split.y_val))
+
+
+def record(log: Path, started: float, val: float, test: float, epochs: int, params: Mapping[str, Any]) -> None:
+    line = {"seconds": time.time() - started, "val": val, "test": test, "epochs": epochs, "params": dict(params)}
+    with log.open("a") as output:
+        output.write(json.dumps(line) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The parent: runs every arm for every seed, stops each at the budget, reads what it recorded.
+
+
+def launch(arm: str, seed: int, folder: Path, log: Path) -> subprocess.Popen[bytes]:
+    """The arm's process, started now (its start-up is part of its budget)."""
+    env = {**os.environ, "ARM_STARTED": str(time.time())}
+    if arm.startswith("ours"):
+        command = [
+            sys.executable, str(ROOT / "src" / "run.py"), "sweep", "hydra.sweeper.n_trials=100000",
+            f"hydra.sweeper.sampler.seed={seed}", f"hydra.sweeper.storage=sqlite:///{folder}/optuna.db",
+            f"tracking.uri=sqlite:///{folder}/mlflow.db", f"tracking.artifact_location={folder}/mlruns",
+            f"hydra.sweep.dir={folder}/multirun", "tracking.log_model=false", "tracking.plots=false",
+        ]  # fmt: skip
+        if arm == "ours_unpruned":
+            command.append("hydra.sweeper.pruner=null")
+    else:
+        command = [
+            sys.executable,
+            __file__,
+            "--run-arm",
+            arm,
+            "--seed",
+            str(seed),
+            "--log",
+            str(log),
+            "--folder",
+            str(folder),
+        ]
+    return subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(folder / "stderr.log").open("w"),
+        start_new_session=True,
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the arm's process group (our sweeper hands its trial back), SIGKILL if it lingers."""
+    for sent in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sent)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=30)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def our_trials(folder: Path, started: float) -> list[dict[str, Any]]:
+    """The study's finished trials as the KerasTuner arms record theirs (pruned trials count, with no value)."""
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    study = optuna.load_study(study_name="mnist-mlp", storage=f"sqlite:///{folder}/optuna.db")
+    client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
+    rows = []
+    for trial in study.trials:
+        if trial.datetime_complete is None or trial.state.name not in ("COMPLETE", "PRUNED"):
+            continue
+        run = client.get_run(trial.user_attrs["mlflow_run_id"])
+        complete = trial.state.name == "COMPLETE"
+        rows.append({
+            "seconds": trial.datetime_complete.timestamp() - started,
+            "val": trial.value if complete else None,
+            "test": run.data.metrics.get("test_accuracy") if complete else None,
+            "epochs": int(run.data.metrics.get("epochs_run", max(trial.intermediate_values or {0: 0}))),
+            "params": trial.params,
+        })  # fmt: skip
+    return sorted(rows, key=lambda row: row["seconds"])
+
+
+def summarize(rows: list[dict[str, Any]], budget_s: float, target: float) -> dict[str, Any]:
+    """Best validation over time, when it first reached the target, and the final pick's test accuracy."""
+    done = [row for row in rows if row["seconds"] <= budget_s]
+    scored = [row for row in done if row["val"] is not None]
+    best = max(scored, key=lambda row: row["val"], default=None)
+    reached = next((row["seconds"] for row in scored if row["val"] >= target), None)
+    curve, running = [], 0.0
+    for row in scored:
+        running = max(running, row["val"])
+        curve.append((row["seconds"], running))
+    return {
+        "trials": len(done),
+        "epochs": sum(row["epochs"] for row in done),
+        "best": best["val"] if best else float("nan"),
+        "test": best["test"] if best else float("nan"),
+        "to_target": reached,
+        "curve": curve,
+    }
+
+
+def median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget-min", type=float, default=7.0, help="wall minutes per arm and seed (default 7)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=["ours", "ours_unpruned", "hyperband", "bayes"])
+    parser.add_argument("--target", type=float, default=0.984)
+    parser.add_argument("--figure", type=Path, default=Path(tempfile.gettempdir()) / "vs_kerastuner.png")
+    parser.add_argument("--run-arm", choices=KERAS_TUNER_ARMS, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--log", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run_arm:
+        run_keras_tuner_arm(args.run_arm, args.seed, args.log, args.folder)
+        return
+    budget_s = 60 * args.budget_min
+    print(versions())
+    results: dict[str, list[dict[str, Any]]] = {arm: [] for arm in args.arms}
+    for seed in args.seeds:
+        for arm in args.arms:
+            with tempfile.TemporaryDirectory(prefix=f"vs_kt_{arm}_{seed}_") as name:
+                folder, log = Path(name), Path(name) / "trials.jsonl"
+                started = time.time()
+                process = launch(arm, seed, folder, log)
+                try:
+                    process.wait(timeout=budget_s)
+                except subprocess.TimeoutExpired:
+                    stop(process)
+                rows = our_trials(folder, started) if arm.startswith("ours") else read_rows(log)
+            results[arm].append(summarize(rows, budget_s, args.target))
+            print(
+                f"seed {seed} {arm}: {json.dumps({k: v for k, v in results[arm][-1].items() if k != 'curve'})}",
+                flush=True,
+            )
+    report(results, args, budget_s)
+
+
+def versions() -> str:
+    """What every arm ran on."""
+    from importlib.metadata import version
+
+    packages = ("tensorflow", "keras", "keras-tuner", "optuna", "hydra-core", "mlflow")
+    return "versions: " + ", ".join(f"{name} {version(name)}" for name in packages)
+
+
+def read_rows(log: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def report(results: Mapping[str, list[dict[str, Any]]], args: argparse.Namespace, budget_s: float) -> None:
+    """The table, the figure, and the last line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def spread(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
+        real = [v * scale for v in values if v is not None and v == v]
+        if not real:
+            return "never"
+        return f"{median(real):.{digits}f} ({min(real):.{digits}f}-{max(real):.{digits}f})" + (
+            f" [{len(real)}/{len(values)}]" if len(real) < len(values) else ""
+        )
+
+    print(
+        f"\nbudget {args.budget_min:g} min per arm and seed; seeds {args.seeds}; target val_accuracy {args.target}"
+    )
+    print("| arm | minutes to target | best val_accuracy | trials | epochs | pick's test accuracy |")
+    print("|---|---|---|---|---|---|")
+    for arm, runs in results.items():
+        to_target = [r["to_target"] / 60 if r["to_target"] is not None else None for r in runs]
+        print(
+            f"| {arm} | {spread(to_target, digits=1)} | {spread([r['best'] for r in runs], digits=4)} | "
+            f"{spread([r['trials'] for r in runs], digits=0)} | {spread([r['epochs'] for r in runs], digits=0)} | "
+            f"{spread([r['test'] for r in runs], 100)} % |"
+        )
+    figure, axes = plt.subplots(figsize=(7, 4))
+    for index, (arm, runs) in enumerate(results.items()):
+        for number, run in enumerate(runs):
+            if run["curve"]:
+                times, bests = zip(*run["curve"], strict=True)
+                axes.step(
+                    [t / 60 for t in times],
+                    bests,
+                    where="post",
+                    color=f"C{index}",
+                    alpha=0.8,
+                    label=arm if number == 0 else None,
+                )
+    axes.axhline(args.target, color="grey", linestyle=":", linewidth=1)
+    axes.set(xlabel="wall minutes", ylabel="best val_accuracy so far", xlim=(0, budget_s / 60), ylim=(0.97, 0.99))
+    axes.legend()
+    figure.savefig(args.figure, dpi=120, bbox_inches="tight")
+    print(f"figure: {args.figure}")
+    ours = results.get("ours", [])
+    tuners = [arm for arm in results if arm in KERAS_TUNER_ARMS]
+    if ours and tuners:
+
+        def med(runs: list[dict[str, Any]], key: str) -> float:
+            values = [r[key] if r[key] is not None else float("inf") for r in runs]
+            return median(values)
+
+        best_tuner_time = min(med(results[arm], "to_target") for arm in tuners)
+        best_tuner_final = max(med(results[arm], "best") for arm in tuners)
+        ratio = (
+            med(ours, "to_target") / best_tuner_time if best_tuner_time not in (0, float("inf")) else float("nan")
+        )
+        print(f"time_to_target_ratio={ratio:.2f} best_delta={100 * (med(ours, 'best') - best_tuner_final):+.2f}")
+
+
+if __name__ == "__main__":
+    main()
