@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from mnist_study.metrics import HISTORY_METRICS
+from mnist_study.metrics import COST_METRICS, HISTORY_METRICS, objective_names
 from mnist_study.paths import PROJECT_ROOT
 from mnist_study.secrets import redact
 
@@ -113,10 +113,15 @@ def check_data(cfg: DictConfig) -> None:
 
 def check_run(cfg: DictConfig) -> None:
     require(is_int(cfg.seed) and cfg.seed >= 0, "seed", cfg.seed, "a non-negative integer")
-    objective = cfg.objective
-    require(objective in HISTORY_METRICS, "objective", objective, f"one of {', '.join(HISTORY_METRICS)}")
-    if objective.startswith("val_"):
-        require(cfg.data.val_size > 0, "data.val_size", cfg.data.val_size, f"> 0 when objective={objective}")
+    names = objective_names(cfg.objective) if isinstance(cfg.objective, str | ListConfig) else [cfg.objective]
+    allowed = (*HISTORY_METRICS, *COST_METRICS)
+    shown = cfg.objective if isinstance(cfg.objective, str) else f"[{','.join(map(str, names))}]"
+    for objective in names:
+        require(objective in allowed, "objective", shown, f"one of {', '.join(allowed)}, or a list of them")
+        if objective.startswith("val_"):
+            require(cfg.data.val_size > 0, "data.val_size", cfg.data.val_size, f"> 0 when objective={objective}")
+    require(len(set(names)) == len(names) >= 1, "objective", shown, "each name once")
+    require(any(name in HISTORY_METRICS for name in names), "objective", shown, "at least one accuracy or loss")
 
 
 def check_tracking(cfg: DictConfig) -> None:

@@ -6,16 +6,25 @@ from __future__ import annotations
 HISTORY_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 # Logged once, at step 0, when a run finishes: the test set's scores.
 FINAL_METRICS = ("test_loss", "test_accuracy")
+# Logged once when a run finishes, about its cost: a study may minimize them beside an accuracy.
+COST_METRICS = ("n_params", "fit_seconds")
 
 # Suffixes of the metrics a study may optimize, and which way is better.
 _MAXIMIZED = ("accuracy",)
-_MINIMIZED = ("loss",)
+_MINIMIZED = ("loss", "n_params", "_seconds")
 
 
 def direction_for(objective: str) -> str:
-    """`maximize` for accuracies, `minimize` for losses; anything else is a configuration error."""
+    """`maximize` for accuracies; `minimize` for losses, `n_params` and times; anything else is an error."""
     if objective.endswith(_MAXIMIZED):
         return "maximize"
     if objective.endswith(_MINIMIZED):
         return "minimize"
     raise ValueError(f"objective {objective!r} is neither an accuracy nor a loss; cannot tell which way is better")
+
+
+def objective_names(objective: object) -> list[str]:
+    """The study's objectives: `val_accuracy` or a list such as `[val_accuracy, n_params]`."""
+    if isinstance(objective, str):
+        return [objective]
+    return [str(name) for name in objective]  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ returns (or is pruned). Drawing never decides a run's fate: a failure to plot is
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -169,14 +170,19 @@ def accuracy_vs_width(trials: Sequence[FrozenTrial], objective: str) -> plt.Figu
     return figure
 
 
-def study_figures(study: optuna.Study, objective: str) -> dict[str, Callable[[], plt.Figure]]:
-    """The study's figures by artifact name: they need COMPLETE trials (importances need two)."""
+def study_figures(study: optuna.Study, objectives: Sequence[str]) -> dict[str, Callable[[], plt.Figure]]:
+    """The study's figures by artifact name: they need COMPLETE trials (importances need two). A study of several
+    objectives gets its Pareto front instead."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     figures: dict[str, Callable[[], plt.Figure]] = {}
+    if complete and len(objectives) > 1:
+        front = functools.partial(optuna.visualization.matplotlib.plot_pareto_front, target_names=list(objectives))
+        figures["plots/pareto_front.png"] = lambda: optuna_figure(front, study)
+        return figures
     if complete:
         history = optuna.visualization.matplotlib.plot_optimization_history
         figures["plots/optimization_history.png"] = lambda: optuna_figure(history, study)
-        figures["plots/accuracy_vs_width.png"] = lambda: accuracy_vs_width(complete, objective)
+        figures["plots/accuracy_vs_width.png"] = lambda: accuracy_vs_width(complete, objectives[0])
     if len(complete) >= 2:
         importances = optuna.visualization.matplotlib.plot_param_importances
         figures["plots/param_importances.png"] = lambda: optuna_figure(importances, study)

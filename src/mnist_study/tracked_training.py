@@ -29,7 +29,7 @@ from mnist_study.train import train
 log = logging.getLogger(__name__)
 
 # What `train()` returns that a finished run logs as metrics (at step 0).
-RESULT_METRICS = ("test_loss", "test_accuracy", "epochs_run", "fit_seconds", "evaluate_seconds")
+RESULT_METRICS = ("test_loss", "test_accuracy", "epochs_run", "n_params", "fit_seconds", "evaluate_seconds")
 
 
 @dataclass(frozen=True)

@@ -146,6 +146,8 @@ def train(cfg: DictConfig, callbacks: Sequence[keras.callbacks.Callback] = ()) -
         "model": model,
         "history": history,
         "epochs_run": len(history["loss"]),
+        # Trainable weights: the network's size, which a study may minimize beside its accuracy.
+        "n_params": int(sum(int(np.prod(weight.shape)) for weight in model.trainable_weights)),
         "test_loss": float(test_loss),
         "test_accuracy": float(test_accuracy),
         "test_confusion": test_confusion,

@@ -47,7 +47,8 @@ class MnistStudySweeper(Sweeper):
 
     def _preflight(self, arguments: list[str]) -> None:
         """The composed job config, the storage, the sampler and pruner, and every value the space can produce."""
-        from mnist_study.checks import validate
+        from mnist_study.checks import require, validate
+        from mnist_study.metrics import objective_names
         from mnist_study.sweep.known import check_known
         from mnist_study.sweep.settings import check_algorithms
         from mnist_study.sweep.space import check_space, parse_space
@@ -57,6 +58,11 @@ class MnistStudySweeper(Sweeper):
             raise ValueError("the sweeper was not set up by Hydra")
         config, loader = self.config, self.hydra_context.config_loader
         validate(config)
+        several = len(objective_names(config.objective)) > 1
+        pruned = self.settings.pruner is not None
+        prune_rule = "null for a study with several objectives (Optuna prunes single-objective studies only)"
+        target = (self.settings.pruner or {}).get("_target_")
+        require(not (several and pruned), "hydra.sweeper.pruner._target_", target, prune_rule)
         check_storage(self.settings.storage)
         check_algorithms(self.settings)
         groups = {

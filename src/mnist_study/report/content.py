@@ -150,13 +150,22 @@ def claim_section(table: Sequence[Row]) -> list[Block]:
     return [Heading("The tutorial's 97.5 %"), Paragraph(text)]
 
 
+def objective_text(values: Sequence[float]) -> str:
+    """`0.9812` for one objective; `0.9812, 4.071e+05` for several."""
+    return f"{values[0]:.4f}" if len(values) == 1 else ", ".join(f"{value:.4g}" for value in values)
+
+
 def selection_section(cfg: DictConfig, study: optuna.Study, table: Sequence[Row]) -> list[Block]:
     trials = study.get_trials(deepcopy=False)
     counts = {state.name: sum(1 for t in trials if t.state == state) for state in TrialState}
     counted = ", ".join(f"{count} {name}" for name, count in counts.items() if count)
-    objective = study.direction.name.lower()
+    objective = " and ".join(direction.name.lower() for direction in study.directions)
     rows = tuple(
-        (row.candidate.label, f"{row.candidate.trial.value:.4f}", f"`{' '.join(row.candidate.overrides)}`")
+        (
+            row.candidate.label,
+            objective_text(row.candidate.trial.values),
+            f"`{' '.join(row.candidate.overrides)}`",
+        )
         for row in table
         if row.candidate.trial is not None and row.candidate.role != "replica"
     )

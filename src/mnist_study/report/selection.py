@@ -58,20 +58,36 @@ def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
     """The k best COMPLETE trials by the study's objective, best first, the baseline trial and trials copied from
     another study (`warm_start`; they have no run in this study) excluded.
 
-    Ties keep the earlier trial first. Nothing but `trial.value` (the study's objective) is read.
+    Ties keep the earlier trial first. Nothing but the study's objective values is read. A study of several
+    objectives offers its Pareto front instead, k members spread along it (see `spread_along_front`).
     """
     if k < 0:
         raise ReportError(f"top_k={k}: must be >= 0")
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     complete = [
         trial
         for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if not trial.user_attrs.get(BASELINE_ATTR)
-        and WARM_START_ATTR not in trial.user_attrs
-        and trial.value is not None
+        if not trial.user_attrs.get(BASELINE_ATTR) and WARM_START_ATTR not in trial.user_attrs and trial.values
     ]
+    if len(study.directions) > 1:
+        return spread_along_front(study, complete, k)
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     complete.sort(key=lambda trial: (-trial.value if maximize else trial.value, trial.number))
     return complete[:k]
+
+
+def spread_along_front(study: optuna.Study, trials: list[FrozenTrial], k: int) -> list[FrozenTrial]:
+    """Up to k non-dominated trials, evenly spaced along the front ordered by the first objective (best first),
+    so the comparison covers the accurate-and-large end, the small end and the middle."""
+    front_numbers = {trial.number for trial in study.best_trials}
+    front = [trial for trial in trials if trial.number in front_numbers]
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    front.sort(key=lambda trial: (-trial.values[0] if maximize else trial.values[0], trial.number))
+    if k >= len(front):
+        return front
+    if k == 1:
+        return front[:1]
+    picks = sorted({round(index * (len(front) - 1) / (k - 1)) for index in range(k)})
+    return [front[index] for index in picks]
 
 
 def candidates(study: optuna.Study, k: int) -> list[Candidate]:

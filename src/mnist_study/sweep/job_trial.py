@@ -20,7 +20,7 @@ from mnist_study.sweep.trials import MLFLOW_RUN_ATTR, PRUNER_ATTR, STORE_RETRY_A
 
 
 def pruning_callback(
-    study_name: str, storage_url: str, number: int, mlflow_run_id: str, monitor: str
+    study_name: str, storage_url: str, number: int, mlflow_run_id: str, monitor: str | None
 ) -> PruningCallback:
     """The callback that reports `monitor` to the live trial `number` of a study, with the study's pruner, this
     process recorded as the trial's worker and `mlflow_run_id` as the MLflow run that tracks it."""
@@ -44,13 +44,15 @@ def pruning_callback(
 class PruningCallback(keras.callbacks.Callback):
     """Report the objective after every epoch (step = epoch, 1-based); raise TrialPruned when told to."""
 
-    def __init__(self, trial: optuna.Trial, monitor: str, store_retry_s: float = 0.0) -> None:
+    def __init__(self, trial: optuna.Trial, monitor: str | None, store_retry_s: float = 0.0) -> None:
         super().__init__()
         self.trial = trial
         self.monitor = monitor
         self.store_retry_s = store_retry_s
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.monitor is None:
+            return  # A multi-objective trial: nothing to report, nothing to prune.
         value = (logs or {}).get(self.monitor)
         if value is None:
             raise ValueError(f"the objective {self.monitor!r} is not among Keras's metrics {sorted(logs or {})}")

@@ -10,25 +10,27 @@ finds an empty study without the id first waits briefly for the creator.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import optuna
 from mlflow.entities import Metric, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from mnist_study.plots import log_figure, study_figures
 from mnist_study.provenance import environment_tags
 from mnist_study.secrets import redact
 from mnist_study.sweep.liveness import this_host
 from mnist_study.sweep.storage import open_storage
-from mnist_study.sweep.trials import HOST, PARENT_RUN_ATTR, PID, count_verdicts, trial_values
+from mnist_study.sweep.trials import HOST, MLFLOW_RUN_ATTR, PARENT_RUN_ATTR, PID, count_verdicts, trial_values
 from mnist_study.tracking import get_or_create_experiment, mlflow_client
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,7 @@ class ParentRun:
                 "mlflow.source.name": "src/run.py -m sweep",
                 "optuna.study": study.study_name,
                 "optuna.storage": redact(storage_url),
-                "optuna.direction": study.direction.name.lower(),
+                "optuna.direction": ",".join(direction.name.lower() for direction in study.directions),
             }
             created_id = client.create_run(experiment_id, run_name=study.study_name, tags=tags).info.run_id
             study.set_user_attr(PARENT_RUN_ATTR, created_id)
@@ -119,8 +121,9 @@ class ParentRun:
         tags = [RunTag(f"space.{key}", redact(value)[:5000]) for key, value in space.items()]
         self.client.log_batch(self.run_id, tags=tags)
 
-    def log_summary(self, study: optuna.Study, objective: str) -> None:
-        """Best trial, trials.csv and plots: what the study has found so far, rewritten by every sweep process."""
+    def log_summary(self, study: optuna.Study, objectives: Sequence[str]) -> None:
+        """Best trial (or Pareto front), trials.csv and plots: what the study has found so far, rewritten by every
+        sweep process."""
         trials = study.get_trials(deepcopy=False)
         step = count_verdicts(trials)
         counts = {state: sum(1 for t in trials if t.state == state) for state in TrialState}
@@ -128,21 +131,45 @@ class ParentRun:
         metrics = [Metric(f"n_{state.name.lower()}", count, now, step) for state, count in counts.items() if count]
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         tags: list[RunTag] = []
-        if complete:
+        if complete and len(objectives) > 1:
+            front = study.best_trials
+            metrics += [Metric("pareto_front_size", float(len(front)), now, step)]
+            self.client.log_text(self.run_id, pareto_csv(front, objectives), "pareto.csv")
+            self._tag_front(complete, {trial.number for trial in front})
+        elif complete:
             best = study.best_trial
-            metrics += [Metric(f"best_{objective}", float(best.value), now, step)]
+            metrics += [Metric(f"best_{objectives[0]}", float(best.value), now, step)]
             metrics += [Metric("best_trial", float(best.number), now, step)]
             params = trial_values(best)
             tags += [RunTag("best.trial", str(best.number)), RunTag("best.params", json.dumps(params))]
             self.client.log_dict(self.run_id, {"number": best.number, "value": best.value, **params}, "best.json")
         self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
         self.client.log_text(self.run_id, study.trials_dataframe().to_csv(index=False), "trials.csv")
-        self._log_plots(study, objective)
+        self._log_plots(study, objectives)
 
-    def _log_plots(self, study: optuna.Study, objective: str) -> None:
+    def _tag_front(self, complete: Sequence[FrozenTrial], front: set[int]) -> None:
+        """Tag every COMPLETE trial's run with whether it is on the Pareto front now (the front moves)."""
+        for trial in complete:
+            run_id = trial.user_attrs.get(MLFLOW_RUN_ATTR)
+            if run_id:
+                self.client.set_tag(run_id, "optuna.pareto_front", str(trial.number in front).lower())
+
+    def _log_plots(self, study: optuna.Study, objectives: Sequence[str]) -> None:
         """The study's figures; each is best effort and never fails the sweep (see `plots.log_figure`)."""
-        for artifact, draw in study_figures(study, objective).items():
+        for artifact, draw in study_figures(study, objectives).items():
             log_figure(self.client, self.run_id, draw, artifact)
+
+
+def pareto_csv(front: Sequence[FrozenTrial], objectives: Sequence[str]) -> str:
+    """The non-dominated trials: number, one column per objective, then the values they ran with."""
+    keys = sorted({key for trial in front for key in trial_values(trial)})
+    output = io.StringIO()
+    writer = csv.writer(output)
+    writer.writerow(["number", *objectives, *keys])
+    for trial in sorted(front, key=lambda t: t.number):
+        values = trial_values(trial)
+        writer.writerow([trial.number, *trial.values, *(values.get(key, "") for key in keys)])
+    return output.getvalue()
 
 
 def _wait_for_parent_id(study: optuna.Study) -> str | None:

@@ -15,7 +15,7 @@ import re
 import signal
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,7 +29,7 @@ from mlflow.entities import RunStatus
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
-from mnist_study.metrics import direction_for
+from mnist_study.metrics import direction_for, objective_names
 from mnist_study.secrets import redact
 from mnist_study.sweep import faults, known, liveness, trials
 from mnist_study.sweep.liveness import Heartbeat
@@ -83,12 +83,13 @@ class StudySweeper:
         quiet_per_job_logging()
         settings = self.settings
         space = parse_space(settings.params, arguments, settings.conditional)
-        objective = str(config.objective)
+        objectives = objective_names(config.objective)
+        directions = [direction_for(name) for name in objectives]
         storage = open_storage(settings.storage, (settings.heartbeat_interval_s, int(settings.heartbeat_grace_s)))
-        study, created = open_study(settings.study_name, storage, direction_for(objective))
-        print(
-            f"study {settings.study_name} ({direction_for(objective)} {objective}) in {redact(settings.storage)}"
-        )
+        study, created = open_study(settings.study_name, storage, directions)
+        aims = ", ".join(f"{direction} {name}" for direction, name in zip(directions, objectives, strict=True))
+        several = "; several objectives: a Pareto front, no pruning" if len(objectives) > 1 else ""
+        print(f"study {settings.study_name} ({aims}{several}) in {redact(settings.storage)}")
         tracking = OmegaConf.to_container(config.tracking, resolve=True)
         parent = ParentRun.open(study, created, tracking, settings.storage)
         if created:
@@ -106,7 +107,7 @@ class StudySweeper:
         (Path(config.hydra.sweep.dir) / "multirun.yaml").write_text(redact(OmegaConf.to_yaml(config)))
         status = RunStatus.FAILED
         try:
-            _Loop(self, study, storage, space, parent, objective).run()
+            _Loop(self, study, storage, space, parent, objectives).run()
             status = RunStatus.FINISHED
         except KeyboardInterrupt:
             status = RunStatus.KILLED
@@ -117,7 +118,7 @@ class StudySweeper:
             raise StoreFailure(text) from error
         finally:
             try:
-                parent.log_summary(study, objective)
+                parent.log_summary(study, objectives)
             except Exception as error:  # The summary is a convenience; it must not hide how the sweep ended.
                 log.warning("could not write the study summary to MLflow: %s", error)
             try:
@@ -136,7 +137,7 @@ class _Loop:
         storage: optuna.storages.BaseStorage,
         space: SearchSpace,
         parent: ParentRun,
-        objective: str,
+        objectives: list[str],
     ) -> None:
         self.sweeper = sweeper
         self.settings = sweeper.settings
@@ -144,7 +145,7 @@ class _Loop:
         self.storage = storage
         self.space = space
         self.parent = parent
-        self.objective = objective
+        self.objectives = objectives
         self.durations: list[float] = []
 
     def run(self) -> None:
@@ -224,7 +225,7 @@ class _Loop:
         print(self._progress(frozen, reason), flush=True)
 
     def _tell(
-        self, trial: optuna.Trial, state: TrialState, value: float | None, reason: str | None
+        self, trial: optuna.Trial, state: TrialState, value: float | list[float] | None, reason: str | None
     ) -> FrozenTrial | None:
         """Tell the verdict; None if another worker failed the trial first (it took this worker for dead)."""
         try:
@@ -268,16 +269,23 @@ class _Loop:
         """`trial 7/40 COMPLETE val_accuracy=0.9812 (best 0.9831 #5) 12.3s ETA 5m`."""
         head = f"trial {trial.number}/{self.settings.n_trials} {trial.state.name}"
         if trial.state == TrialState.COMPLETE:
-            head += f" {self.objective}={trial.value:.4f}"
+            head += "".join(
+                f" {name}={value:.4g}" for name, value in zip(self.objectives, trial.values, strict=True)
+            )
         elif trial.state == TrialState.PRUNED:
             last = trial.last_step
             value = trial.intermediate_values.get(last) if last is not None else None
-            head += f" at epoch {last} {self.objective}={value:.4f}" if value is not None else " before epoch 1"
+            shown = (
+                f" at epoch {last} {self.objectives[0]}={value:.4f}" if value is not None else " before epoch 1"
+            )
+            head += shown
         else:
             head += f" {reason}"
         return f"{head} ({self._best_text()}) {self.durations[-1]:.1f}s ETA {self._eta()}"
 
     def _best_text(self) -> str:
+        if len(self.objectives) > 1:
+            return f"Pareto front of {len(self.study.best_trials)}"
         try:
             best = self.study.best_trial
         except ValueError:
@@ -302,15 +310,19 @@ def quiet_per_job_logging() -> None:
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
-def open_study(name: str, storage: optuna.storages.BaseStorage, direction: str) -> tuple[optuna.Study, bool]:
+def open_study(
+    name: str, storage: optuna.storages.BaseStorage, directions: str | Sequence[str]
+) -> tuple[optuna.Study, bool]:
     """Load the study, or create it; exactly one of several racing workers is told it created it."""
+    wanted = [directions] if isinstance(directions, str) else list(directions)
     try:
-        return optuna.create_study(study_name=name, storage=storage, direction=direction), True
+        return optuna.create_study(study_name=name, storage=storage, directions=wanted), True
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=name, storage=storage)
-    if study.direction.name.lower() != direction:
+    found = [direction.name.lower() for direction in study.directions]
+    if found != wanted:
         raise ValueError(
-            f"study {name!r} was created to {study.direction.name.lower()}, but objective asks to {direction}; "
+            f"study {name!r} was created to {', '.join(found)}, but objective asks to {', '.join(wanted)}; "
             "use another hydra.sweeper.study_name"
         )
     return study, False
@@ -339,12 +351,15 @@ def enqueue_baseline(study: optuna.Study, space: SearchSpace, baseline: Mapping[
     return False
 
 
-def verdict(result: JobReturn) -> tuple[TrialState, float | None, str | None]:
-    """COMPLETE with a finite objective; PRUNED when the job says so; otherwise FAIL with the reason."""
+def verdict(result: JobReturn) -> tuple[TrialState, float | list[float] | None, str | None]:
+    """COMPLETE with a finite objective (or one per objective); PRUNED when the job says so; otherwise FAIL with
+    the reason."""
     if result.status == JobStatus.COMPLETED:
         value = result.return_value
-        if isinstance(value, int | float) and math.isfinite(value):
-            return TrialState.COMPLETE, float(value), None
+        values = list(value) if isinstance(value, list | tuple) else [value]
+        if values and all(isinstance(v, int | float) and math.isfinite(v) for v in values):
+            told = [float(v) for v in values]
+            return TrialState.COMPLETE, told if isinstance(value, list | tuple) else told[0], None
         return TrialState.FAIL, None, f"objective is {value!r}, not a finite number"
     try:
         # Hydra re-raises the job's exception here (and writes a line to stderr, which we keep out of sight).
