@@ -48,6 +48,7 @@ def test_a_two_objective_sweep_writes_a_pareto_front_that_dominates_nothing_of_i
     assert all(trial.state == TrialState.COMPLETE for trial in study.trials)
 
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    assert client.get_experiment_by_name("mnist-pareto") is not None  # Its own experiment, its own models.
     runs = {trial.number: client.get_run(trial.user_attrs[MLFLOW_RUN_ATTR]) for trial in study.trials}
     front = {trial.number for trial in study.best_trials}
     for trial in study.trials:
