@@ -26,19 +26,9 @@ from mnist_study.sweep.trials import ENQUEUED_ATTR, WARM_START_ATTR
 KEY = "hydra.sweeper.enqueue"
 
 
-def distributions_for(space: SearchSpace, values: Mapping[str, Any]) -> dict[str, BaseDistribution]:
-    """The distributions a configuration's keys take in `space`: the flat ones, replaced and extended by the branch
-    (if any) whose parent value the configuration holds."""
-    distributions = dict(space.distributions)
-    for branch in space.branches:
-        if branch.parent in values and same_value(values[branch.parent], branch.value):
-            distributions.update(branch.distributions)
-    return distributions
-
-
 def misfit(space: SearchSpace, values: Mapping[str, Any]) -> str | None:
     """Why a configuration does not fit the space (a key it does not sample, a value outside), or None."""
-    distributions = distributions_for(space, values)
+    distributions = space.distributions_for(values)
     for key, value in values.items():
         if key not in distributions:
             return f"{key} is not a sampled parameter here"
@@ -98,7 +88,7 @@ def warm_start(study: optuna.Study, source: Mapping[str, Any], space: SearchSpac
         if misfit(space, trial.params) is not None:
             skipped += 1
             continue
-        study.add_trial(copy_of(trial, distributions_for(space, trial.params), f"{redact(url)}#{name}"))
+        study.add_trial(copy_of(trial, space.distributions_for(trial.params), f"{redact(url)}#{name}"))
         copied += 1
     return copied, skipped
 

@@ -66,15 +66,19 @@ class SearchSpace:
         its parent chose (or the flat space), so an sgd trial has a momentum and an adam trial none."""
         parents = {branch.parent for branch in self.branches}
         params = {key: suggest(trial, key, dist) for key, dist in self.distributions.items() if key in parents}
-        chosen: dict[str, BaseDistribution] = {}
-        for branch in self.branches:
-            if same_value(params[branch.parent], branch.value):
-                chosen.update(branch.distributions)
-        for key, distribution in self.distributions.items():
+        for key, distribution in self.distributions_for(params).items():
             if key not in params:
-                params[key] = suggest(trial, key, chosen.pop(key, distribution))
-        params.update({key: suggest(trial, key, distribution) for key, distribution in chosen.items()})
+                params[key] = suggest(trial, key, distribution)
         return params
+
+    def distributions_for(self, values: Mapping[str, Any]) -> dict[str, BaseDistribution]:
+        """The distributions of a trial whose parents hold `values`: the flat ones, replaced and extended by the
+        branch (if any) each parent's value chooses."""
+        distributions = dict(self.distributions)
+        for branch in self.branches:
+            if branch.parent in values and same_value(values[branch.parent], branch.value):
+                distributions.update(branch.distributions)
+        return distributions
 
     def described(self) -> dict[str, str]:
         """Every expression in force; a branch's as `<key> when <parent> is <value>` (no `=` in MLflow tags)."""
