@@ -1,6 +1,6 @@
 """The whole user path, per sampler seed: `make sweep`, then `python src/report.py`, in fresh stores.
 
-    .venv/bin/python benchmarks/default_study.py [--seeds 0 1 2] [--results FILE] [--arg OVERRIDE ...]
+    .venv/bin/python benchmarks/default_study.py [--seeds 0 1 2] [--results FILE] [--keep DIR] [--arg OVERRIDE ...]
 
 For each seed the default study (`python src/run.py sweep`, with `hydra.sweeper.sampler.seed=<seed>`) runs in a
 throwaway folder's stores, then the report with its defaults (5 seeds, top 3 trials) on that study. Both run as
@@ -10,18 +10,21 @@ mean and its gain over the baseline in points. Last line: `min_gain=X seeds=N`, 
 
 A seed's row is also appended to `--results` (JSON lines) as soon as it is measured, so that a run stopped midway
 keeps what it measured, and a later run (`--seeds 2`) adds to the same file: the table and the last line cover
-every row in the file.
+every row in the file. With `--keep DIR`, each seed's stores stay in `DIR/seed_<seed>` (for `mlflow ui`, or to run
+the report again on the same study) instead of a throwaway folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,15 +116,30 @@ def print_rows(rows: list[dict]) -> None:
             print("|" + "|".join("-" * (width + 2) for width in widths) + "|")
 
 
+@contextlib.contextmanager
+def seed_folder(seed: int, keep: Path | None) -> Iterator[Path]:
+    """A fresh folder for one seed's stores: kept under `keep`, else deleted afterwards."""
+    if keep is None:
+        with tempfile.TemporaryDirectory(prefix=f"default_study_{seed}_") as folder:
+            yield Path(folder)
+        return
+    folder = keep.resolve() / f"seed_{seed}"
+    if folder.exists():
+        sys.exit(f"error: {folder} exists; the study must start from fresh stores: remove it or choose another --keep")
+    folder.mkdir(parents=True)
+    yield folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="sampler seeds (default 0 1 2)")
     parser.add_argument("--results", type=Path, default=Path(tempfile.gettempdir()) / "default_study.jsonl")
     parser.add_argument("--arg", action="append", default=[], help="an override for every sweep (repeatable)")
+    parser.add_argument("--keep", type=Path, help="keep each seed's stores in DIR/seed_<seed> (must not exist)")
     args = parser.parse_args()
     for seed in args.seeds:
-        with tempfile.TemporaryDirectory(prefix=f"default_study_{seed}_") as folder:
-            row = measure(seed, args.arg, Path(folder))
+        with seed_folder(seed, args.keep) as folder:
+            row = measure(seed, args.arg, folder)
         with args.results.open("a") as results:
             results.write(json.dumps(row) + "\n")
         print(f"seed {seed}: {json.dumps(row)}", flush=True)

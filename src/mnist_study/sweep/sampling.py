@@ -9,6 +9,7 @@ run again from scratch draws exactly what it drew before.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -16,14 +17,25 @@ import numpy as np
 from hydra.utils import instantiate
 from optuna import Study
 from optuna.distributions import BaseDistribution
+from optuna.exceptions import ExperimentalWarning
 from optuna.samplers import BaseSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
+
+
+def quiet_group_warning() -> None:
+    """Silence TPE's `group` warning (the default study models its optimizer branches with it).
+
+    Optuna marks `group` experimental and warns whenever a sampler is built with it: at every trial here, since
+    the sampler is rebuilt for each.
+    """
+    warnings.filterwarnings("ignore", message="Argument ``group``", category=ExperimentalWarning)
 
 
 def make_sampler(config: Mapping[str, Any] | None) -> BaseSampler:
     """The configured sampler (`hydra.sweeper.sampler`; None is TPE); a seeded one is reseeded every trial."""
     if config is None:
         return TPESampler()
+    quiet_group_warning()
     arguments = dict(config)
     seed = arguments.pop("seed", None)
     if seed is None:

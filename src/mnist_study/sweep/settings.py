@@ -124,6 +124,9 @@ def check_algorithms(settings: SweepSettings) -> None:
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
+    from mnist_study.sweep.sampling import quiet_group_warning
+
+    quiet_group_warning()
     bases = {"sampler": optuna.samplers.BaseSampler, "pruner": optuna.pruners.BasePruner}
     for kind in ALGORITHM_KINDS:
         config = getattr(settings, kind)
