@@ -125,7 +125,7 @@ def seed_folder(seed: int, keep: Path | None) -> Iterator[Path]:
         return
     folder = keep.resolve() / f"seed_{seed}"
     if folder.exists():
-        sys.exit(f"error: {folder} exists; the study must start from fresh stores: remove it or choose another --keep")
+        sys.exit(f"error: {folder} exists; a study starts from fresh stores: remove it or choose another --keep")
     folder.mkdir(parents=True)
     yield folder
 
