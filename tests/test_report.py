@@ -76,7 +76,7 @@ def test_top_trials_rank_by_the_objective_never_by_test(study: optuna.Study) -> 
 
 
 def test_candidates_are_replica_baseline_then_variants_as_overrides(study: optuna.Study) -> None:
-    rows = selection.candidates(study, 1)
+    rows = selection.candidates(study, selection.top_trials(study, 1))
     assert [(row.role, row.label) for row in rows] == [
         ("replica", "seed_replica (fits on test)"),
         ("baseline", "baseline (trial 0)"),

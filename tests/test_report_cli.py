@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from conftest import PROJECT_ROOT, run_cli, store_overrides
 from mnist_study.data import ARRAY_SHA256
 from mnist_study.report.rerun import logged_metrics, rerun_here
+from mnist_study.report.selection import top_trials
 from mnist_study.sweep.trials import MLFLOW_RUN_ATTR
 from test_report import assert_self_contained
 
@@ -71,6 +73,8 @@ def test_report_holds_every_section(reported: Path) -> None:
         "Rerun check",
         "bit-identical",
         "for s in 0 1; do python src/run.py",
+        "## Re-scoring",
+        "the test set was not scored",
     ):
         assert expected in markdown, expected
     for name in ("accuracy", "learning_curves", "optimization_history", "param_importances"):
@@ -92,7 +96,13 @@ def test_refits_are_children_of_a_report_run_under_the_studys_parent(reported: P
     assert report_run.info.status == "FINISHED"
     assert report_run.data.tags["rerun.verdict"].startswith("bit-identical")
     artifacts = {item.path for item in client.list_artifacts(report_run.info.run_id)}
-    assert {"report.md", "report.html", "results.json"} <= artifacts
+    assert {"report.md", "report.html", "results.json", "rescoring.json"} <= artifacts
+    # Every COMPLETE trial besides the baseline (up to rescore.trials=5), at seeds 1 and 2 after its own value.
+    downloaded = client.download_artifacts(report_run.info.run_id, "rescoring.json", str(reported))
+    rescored = json.loads(Path(downloaded).read_text())
+    assert rescored["seeds"] == [1, 2]
+    assert sorted(rescored["scores"]) == sorted(f"trial {trial.number}" for trial in top_trials(study, 5))
+    assert all(len(scores) == 3 for scores in rescored["scores"].values())
     refits = [run for run in runs if run.info.run_id != report_run.info.run_id]
     assert len(refits) == 3 * 2  # replica, baseline, top 1; two seeds each
     for run in refits:

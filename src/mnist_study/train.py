@@ -10,10 +10,11 @@ from __future__ import annotations
 import mnist_study.quiet_tensorflow  # noqa: F401
 
 # isort: split
+import functools
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,12 +115,15 @@ def split_tensors(split: Split) -> dict[str, tf.Tensor | None]:
     return cached[1]
 
 
-def train(cfg: DictConfig, callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, Any]:
+def train(
+    cfg: DictConfig, callbacks: Sequence[keras.callbacks.Callback] = (), score_test: bool = True
+) -> dict[str, Any]:
     """Train the configured network and score it on the test set.
 
     Returns the trained `model`, the per-epoch `history` (`loss`, `accuracy`, `val_loss`, `val_accuracy`),
     `test_loss`, `test_accuracy`, `test_confusion` (counts of true digit x predicted digit), the number of epochs
-    run and timings in seconds.
+    run and timings in seconds. With `score_test=False` the test images are never passed through the network and
+    the three test entries are None: for fits that choose between configurations (the report's re-scoring).
     """
     started = time.perf_counter()
     loop = cfg.train.loop
@@ -138,9 +142,8 @@ def train(cfg: DictConfig, callbacks: Sequence[keras.callbacks.Callback] = ()) -
     validation = (data["x_val"], data["y_val"]) if data["x_val"] is not None else None
     fit_and_evaluate = fit_in_epochs if loop == "graph" else fit_with_keras
     prepared = time.perf_counter()
-    history, (test_loss, test_accuracy, test_confusion), fitted = fit_and_evaluate(
-        Fit(cfg, model, optimizer, data, validation, tuple(callbacks))
-    )
+    history, score, fitted = fit_and_evaluate(Fit(cfg, model, optimizer, data, validation, tuple(callbacks)))
+    test_loss, test_accuracy, test_confusion = score() if score_test else (None, None, None)
     finished = time.perf_counter()
     return {
         "model": model,
@@ -148,8 +151,8 @@ def train(cfg: DictConfig, callbacks: Sequence[keras.callbacks.Callback] = ()) -
         "epochs_run": len(history["loss"]),
         # Trainable weights: the network's size, which a study may minimize beside its accuracy.
         "n_params": int(sum(int(np.prod(weight.shape)) for weight in model.trainable_weights)),
-        "test_loss": float(test_loss),
-        "test_accuracy": float(test_accuracy),
+        "test_loss": None if test_loss is None else float(test_loss),
+        "test_accuracy": None if test_accuracy is None else float(test_accuracy),
         "test_confusion": test_confusion,
         "prepare_seconds": prepared - started,
         "fit_seconds": fitted - prepared,
@@ -170,9 +173,10 @@ class Fit:
     callbacks: tuple[keras.callbacks.Callback, ...]
 
 
-# What a training path returns: the per-epoch history, (test loss, test accuracy, test confusion matrix), and when
-# fitting ended.
-Fitted = tuple[dict[str, list[float]], tuple[float, float, np.ndarray], float]
+# What a training path returns: the per-epoch history, what scores the fitted network on the test set (test loss,
+# test accuracy, test confusion matrix) when called, and when fitting ended.
+TestScores = tuple[float, float, np.ndarray]
+Fitted = tuple[dict[str, list[float]], Callable[[], TestScores], float]
 
 
 def use_xla(cfg: DictConfig) -> bool:
@@ -215,7 +219,8 @@ def fit_in_epochs(fit: Fit) -> Fitted:
         verbose=cfg.train.verbose,
     )
     fitted = time.perf_counter()
-    return history, loop.evaluate(data["x_test"], data["y_test"], cfg.train.eval_batch_size), fitted
+    score = functools.partial(loop.evaluate, data["x_test"], data["y_test"], cfg.train.eval_batch_size)
+    return history, score, fitted
 
 
 def fit_with_keras(fit: Fit) -> Fitted:
@@ -233,10 +238,14 @@ def fit_with_keras(fit: Fit) -> Fitted:
         verbose=cfg.train.verbose,
     )
     fitted = time.perf_counter()
-    scores = model.evaluate(data["x_test"], data["y_test"], batch_size=cfg.train.eval_batch_size, verbose=0)
-    from mnist_study.plots import confusion_matrix  # Matplotlib loads only on this path.
 
-    predicted = model.predict(data["x_test"], batch_size=cfg.train.eval_batch_size, verbose=0).argmax(axis=1)
-    confusion = confusion_matrix(np.asarray(data["y_test"]), predicted, classes=int(model.output_shape[-1]))
+    def score() -> TestScores:
+        scores = model.evaluate(data["x_test"], data["y_test"], batch_size=cfg.train.eval_batch_size, verbose=0)
+        from mnist_study.plots import confusion_matrix  # Matplotlib loads only on this path.
+
+        predicted = model.predict(data["x_test"], batch_size=cfg.train.eval_batch_size, verbose=0).argmax(axis=1)
+        confusion = confusion_matrix(np.asarray(data["y_test"]), predicted, classes=int(model.output_shape[-1]))
+        return scores[0], scores[1], confusion
+
     as_floats = {key: [float(value) for value in values] for key, values in history.history.items()}
-    return as_floats, (scores[0], scores[1], confusion), fitted
+    return as_floats, score, fitted

@@ -12,7 +12,7 @@ import optuna
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, open_dict
 
-from mnist_study.report import content, document, environment, refit, registry, results, selection
+from mnist_study.report import content, document, environment, refit, registry, rescore, results, selection
 from mnist_study.report.rerun import RerunResult, rerun_in_subprocess
 from mnist_study.report.results import Row
 from mnist_study.report.selection import ReportError
@@ -26,11 +26,23 @@ def build(cfg: DictConfig, forwarded: Sequence[str], given: Sequence[str]) -> Pa
     if cfg.seeds < 1:
         raise ReportError(f"seeds={cfg.seeds}: must be >= 1 (2 or more for confidence intervals and p-values)")
     study = selection.load_study(cfg.study_name, cfg.storage)
-    candidates = selection.candidates(study, cfg.top_k)
+    rescore_seeds = list(cfg.rescore.seeds)
+    rescore.check(cfg.rescore.trials, rescore_seeds)
+    # A study of several objectives offers its Pareto front, which re-scoring one objective would not respect.
+    rescoring = cfg.rescore.trials > 0 and bool(rescore_seeds) and len(study.directions) == 1
+    pool = selection.top_trials(study, max(cfg.top_k, cfg.rescore.trials if rescoring else 0))
     seeds = list(range(cfg.seeds))
-    # Every refit's config is composed and validated before TensorFlow loads: a bad override costs seconds.
-    plans = refit.plan(candidates, seeds, forwarded)
-    print(f"report on study {cfg.study_name}: {len(candidates)} configurations x {len(seeds)} seeds", flush=True)
+    # Every fit's config is composed and validated before TensorFlow loads: a bad override costs seconds. The
+    # refits are planned for the whole pool; re-scoring then says which of them run.
+    fits = rescore.plan(pool[: cfg.rescore.trials], rescore_seeds, forwarded) if rescoring else []
+    every_plan = refit.plan(selection.candidates(study, pool), seeds, forwarded)
+    before = f", after re-scoring {len({fit.trial.number for fit in fits})} trials at seeds {rescore_seeds}"
+    configurations = 2 + min(cfg.top_k, len(pool))
+    print(
+        f"report on study {cfg.study_name}: {configurations} configurations x {len(seeds)} seeds"
+        + (before if fits else ""),
+        flush=True,
+    )
 
     import mnist_study.quiet_tensorflow  # noqa: F401  (before keras: its start-up noise stays hidden)
     from mnist_study.tracking import tracked_run
@@ -42,6 +54,11 @@ def build(cfg: DictConfig, forwarded: Sequence[str], given: Sequence[str]) -> Pa
     command = shlex.join(["python", "src/report.py", *given])
     tags = {"report": cfg.study_name, "mlflow.source.name": "src/report.py", "report.command": command}
     with tracked_run(report_cfg, f"report {cfg.study_name}", tags=tags) as tracked:
+        rescored = rescore.run(fits)
+        maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+        candidates = selection.candidates(study, rescore.ranked(pool, rescored, maximize)[: cfg.top_k])
+        chosen = {candidate.label for candidate in candidates}
+        plans = [planned for planned in every_plan if planned.candidate.label in chosen]
         done = []
         for number, planned in enumerate(plans, start=1):
             result = refit.run_refit(planned, tracked.run_id, cfg.study_name)
@@ -55,13 +72,16 @@ def build(cfg: DictConfig, forwarded: Sequence[str], given: Sequence[str]) -> Pa
         registered = promote(cfg, table, tracked.client, tracked.run_id, command)
         rerun_result = check_rerun(cfg, study) if cfg.rerun_check else None
         facts = environment.facts(plans[0].cfg)
-        blocks = content.blocks(cfg, study, table, rerun_result, facts, command, registered)
+        blocks = content.blocks(cfg, study, table, rerun_result, facts, command, registered, rescored)
         folder = Path(cfg.output_dir)
         markdown, page = document.write(blocks, folder, f"Reproducibility report: {cfg.study_name}")
         tracked.client.log_artifact(tracked.run_id, str(markdown))
         tracked.client.log_artifact(tracked.run_id, str(page))
         summary = {row.candidate.label: row_summary(row) for row in table}
         tracked.client.log_dict(tracked.run_id, summary, "results.json")
+        if rescored:
+            scores = {f"trial {entry.trial.number}": list(entry.scores) for entry in rescored}
+            tracked.client.log_dict(tracked.run_id, {"seeds": rescore_seeds, "scores": scores}, "rescoring.json")
         if rerun_result is not None:
             tracked.set_tags({"rerun.verdict": rerun_result.verdict, "rerun.run_id": rerun_result.run_id})
     print(f"wrote {markdown} and {page} (MLflow run {tracked.run_id})", flush=True)

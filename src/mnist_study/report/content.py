@@ -15,6 +15,7 @@ from mnist_study.report.document import Block, Code, Heading, Image, Paragraph, 
 from mnist_study.report.environment import Fact
 from mnist_study.report.registry import REGISTERED_SEED, Registered
 from mnist_study.report.rerun import RerunResult, command
+from mnist_study.report.rescore import Rescored
 from mnist_study.report.results import Row, p_text, pct, signed_pp
 from mnist_study.secrets import redact
 from mnist_study.serving import CHAMPION_ALIAS
@@ -41,6 +42,7 @@ def blocks(
     facts: Sequence[Fact],
     report_command: str,
     registered: Sequence[Registered] = (),
+    rescored: Sequence[Rescored] = (),
 ) -> list[Block]:
     """Every section of the report, in reading order."""
     return [
@@ -51,6 +53,7 @@ def blocks(
         *models_section(cfg, registered),
         *claim_section(table),
         *selection_section(cfg, study, table),
+        *rescoring_section(cfg, rescored),
         *figures_section(study, table),
         *rerun_section(cfg, rerun),
         *environment_section(facts),
@@ -184,6 +187,32 @@ def selection_section(cfg: DictConfig, study: optuna.Study, table: Sequence[Row]
     ]
 
 
+def rescoring_section(cfg: DictConfig, rescored: Sequence[Rescored]) -> list[Block]:
+    """The re-scored trials' validation scores, by which the variants were chosen and ordered."""
+    if not rescored:
+        return []
+    seeds = ", ".join(str(seed) for seed in cfg.rescore.seeds)
+    rows = tuple(
+        (
+            f"trial {entry.trial.number}",
+            *(f"{score:.4f}" for score in entry.scores),
+            f"**{entry.mean:.4f}**",
+        )
+        for entry in sorted(rescored, key=lambda entry: -entry.mean)
+    )
+    return [
+        Heading("Re-scoring"),
+        Paragraph(
+            f"Before choosing, the study's {len(rescored)} best trials were trained again with their own split "
+            f"and epochs at seeds {seeds}, scored on the validation split only (the test set was not scored), and "
+            f"ranked by their mean over {len(cfg.rescore.seeds) + 1} seeds, the study's own first: the variants "
+            f"above are the top {cfg.top_k} of this table, in its order, so one lucky seed does not choose them "
+            "or the champion. Each score is the last epoch's validation accuracy."
+        ),
+        Table(("trial", "the study's own seed", *(f"seed {seed}" for seed in cfg.rescore.seeds), "mean"), rows),
+    ]
+
+
 def figures_section(study: optuna.Study, table: Sequence[Row]) -> list[Block]:
     out: list[Block] = [Heading("Figures")]
     accuracy = [(row.candidate.label, row.accuracies, row.accuracy.ci_low, row.accuracy.ci_high) for row in table]
@@ -250,8 +279,8 @@ def models_section(cfg: DictConfig, registered: Sequence[Registered]) -> list[Bl
         Heading("The models"),
         Paragraph(
             f"The seed-{REGISTERED_SEED} refit of the baseline and of each variant is a version of the registered "
-            f"model `{name}`. `champion` is the variant the study ranked highest among those better than the "
-            "baseline at 95 % (Holm), or the baseline when none is."
+            f"model `{name}`. `champion` is the variant ranked highest by validation (see Re-scoring) among those "
+            "better than the baseline at 95 % (Holm), or the baseline when none is."
         ),
         Table(("aliases", "version", "configuration", "verdict"), rows),
         Code(f"python src/predict.py --model models:/{name}@{CHAMPION_ALIAS} --test-set\nmake serve"),

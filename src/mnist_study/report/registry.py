@@ -2,10 +2,10 @@
 
 Every refit logged its model (see `serving.model`). The seed-0 refit of the baseline and of each variant becomes a
 version of the registered model named after the MLflow experiment, tagged with what the report found. The
-`champion` alias goes to the variant the study ranked highest by its own validation objective among those the
-report finds better than the baseline at 95 % (Holm); if none is, to the baseline. The test set only decides
-whether a variant is better, never which; the seed replica (fit on test) is never registered. Running the report
-again registers its own refits and moves the aliases by the same rule.
+`champion` alias goes to the variant ranked highest by validation (the study's objective, re-scored at more seeds:
+see `rescore`) among those the report finds better than the baseline at 95 % (Holm); if none is, to the baseline.
+The test set only decides whether a variant is better, never which; the seed replica (fit on test) is never
+registered. Running the report again registers its own refits and moves the aliases by the same rule.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ class Registered:
 
 
 def champion(table: Sequence[Row]) -> Row:
-    """The highest-ranked variant better than the baseline (the table lists variants by study rank), or the
-    baseline itself."""
+    """The highest-ranked variant better than the baseline (the table lists variants in the report's validation
+    ranking), or the baseline itself."""
     better = [row for row in table if row.candidate.role == "variant" and row.better_than_baseline]
     return better[0] if better else next(row for row in table if row.candidate.role == "baseline")
 

@@ -7,6 +7,7 @@ never takes part. A trial's params are the command-line overrides that reproduce
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import optuna
@@ -90,8 +91,8 @@ def spread_along_front(study: optuna.Study, trials: list[FrozenTrial], k: int) -
     return [front[index] for index in picks]
 
 
-def candidates(study: optuna.Study, k: int) -> list[Candidate]:
-    """Seed replica, baseline, then the top k trials.
+def candidates(study: optuna.Study, variants: Sequence[FrozenTrial]) -> list[Candidate]:
+    """Seed replica, baseline, then the variants (the study's top trials, in the report's order).
 
     The replica is the baseline's hyperparameters under the tutorial's protocol (`+experiments=seed_replica`:
     fit on the test set), so that it differs from the baseline row in the protocol alone.
@@ -103,8 +104,5 @@ def candidates(study: optuna.Study, k: int) -> list[Candidate]:
         Candidate("seed_replica (fits on test)", "replica", ("+experiments=seed_replica", *base), baseline),
         Candidate(label, "baseline", base, baseline),
     ]
-    rows += [
-        Candidate(f"trial {trial.number}", "variant", trial_overrides(trial), trial)
-        for trial in top_trials(study, k)
-    ]
+    rows += [Candidate(f"trial {trial.number}", "variant", trial_overrides(trial), trial) for trial in variants]
     return rows
