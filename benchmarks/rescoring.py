@@ -96,8 +96,8 @@ def main() -> None:
     print("| study | study's pick | re-scored order | champion | gain (points) |")
     print("|---|---|---|---|---|")
     for row in rows:
-        cells = (row["folder"], row["study_pick"], ", ".join(row["order"]), row["champion"], f"{row['gain_points']:+.2f}")
-        print("| " + " | ".join(cells) + " |")
+        order, gain = ", ".join(row["order"]), f"{row['gain_points']:+.2f}"
+        print("| " + " | ".join((row["folder"], row["study_pick"], order, row["champion"], gain)) + " |")
     print(f"min_gain={min(row['gain_points'] for row in rows):.2f} seeds={len(rows)}")
 
 
