@@ -48,7 +48,7 @@ from optuna.distributions import (  # noqa: E402
     IntDistribution,
 )
 
-from mnist_study.sweep.space import parse_space  # noqa: E402
+from mnist_study.sweep.space import Branch, SearchSpace, format_value, parse_space, same_value  # noqa: E402
 
 SPACE_FILE = ROOT / "experiments" / "sweep.yaml"
 KERAS_TUNER_ARMS = ("hyperband", "bayes", "random")
@@ -56,37 +56,64 @@ ARMS = ("ours", "ours_unpruned", *KERAS_TUNER_ARMS)
 MAX_EPOCHS = 30
 
 
-def sweep_space(path: Path = SPACE_FILE) -> dict[str, BaseDistribution]:
-    """The default study's search space, as Optuna distributions, from the experiment file itself."""
-    params = OmegaConf.to_container(OmegaConf.load(path).hydra.sweeper.params)
-    return dict(parse_space({str(k): str(v) for k, v in params.items()}, []).distributions)
+def sweep_space(path: Path = SPACE_FILE) -> SearchSpace:
+    """The default study's search space (flat parameters and conditional branches), from the file itself."""
+    sweeper = OmegaConf.load(path).hydra.sweeper
+    params = OmegaConf.to_container(sweeper.params)
+    conditional = OmegaConf.to_container(sweeper.get("conditional") or {})
+    return parse_space({str(k): str(v) for k, v in params.items()}, [], conditional)
 
 
-def define(hp: Any, space: Mapping[str, BaseDistribution], skip: Sequence[str] = ()) -> dict[str, Any]:
-    """Each parameter of the space as a KerasTuner hyperparameter (log scales and steps kept); its values."""
-    values = {}
-    for name, distribution in space.items():
-        if name in skip:
+def define_one(hp: Any, name: str, distribution: BaseDistribution) -> Any:
+    """One Optuna distribution as a KerasTuner hyperparameter (log scales and steps kept)."""
+    if isinstance(distribution, CategoricalDistribution):
+        if all(isinstance(choice, bool) for choice in distribution.choices):
+            return hp.Boolean(name)  # KerasTuner's Choice hands booleans back as 0 and 1.
+        return hp.Choice(name, list(distribution.choices))
+    sampling = "log" if distribution.log else "linear"
+    if isinstance(distribution, IntDistribution):
+        step = None if distribution.log else distribution.step
+        return hp.Int(name, distribution.low, distribution.high, step=step, sampling=sampling)
+    if isinstance(distribution, FloatDistribution):
+        return hp.Float(name, distribution.low, distribution.high, step=distribution.step, sampling=sampling)
+    raise TypeError(f"{name}: KerasTuner has no counterpart for {distribution!r}")
+
+
+def branch_name(key: str, branch: Branch) -> str:
+    """KerasTuner's name for a branch's own space of a flat parameter (one name, one range, in KerasTuner)."""
+    return f"{key}|{branch.condition}"
+
+
+def define(hp: Any, space: SearchSpace, skip: Sequence[str] = ()) -> dict[str, Any]:
+    """Every parameter of the space as a KerasTuner hyperparameter; this trial's values, by override key.
+
+    A branch becomes a `conditional_scope` on its parent's value, so an sgd trial has a momentum and an adam trial
+    none, as in our study. KerasTuner gives a name one range, so a branch that replaces a flat parameter's space
+    (sgd's learning rate) defines it under its own name (`branch_name`), and the flat one exists only under the
+    parent's other values.
+    """
+    parents = {branch.parent for branch in space.branches}
+    values = {key: define_one(hp, key, space.distributions[key]) for key in parents}
+    for key, distribution in space.distributions.items():
+        if key in parents or key in skip:
             continue
-        if isinstance(distribution, CategoricalDistribution):
-            values[name] = hp.Choice(name, list(distribution.choices))
-        elif isinstance(distribution, IntDistribution):
-            sampling = "log" if distribution.log else "linear"
-            values[name] = hp.Int(
-                name,
-                distribution.low,
-                distribution.high,
-                step=None if distribution.log else distribution.step,
-                sampling=sampling,
-            )
-        elif isinstance(distribution, FloatDistribution):
-            sampling = "log" if distribution.log else "linear"
-            values[name] = hp.Float(
-                name, distribution.low, distribution.high, step=distribution.step, sampling=sampling
-            )
-        else:
-            raise TypeError(f"{name}: KerasTuner has no counterpart for {distribution!r}")
-    return values
+        replacing = [branch for branch in space.branches if key in branch.distributions]
+        if not replacing:
+            values[key] = define_one(hp, key, distribution)
+            continue
+        parent = replacing[0].parent
+        taken = {format_value(branch.value) for branch in replacing}
+        others = [c for c in space.distributions[parent].choices if format_value(c) not in taken]
+        with hp.conditional_scope(parent, others):
+            values[key] = define_one(hp, key, distribution)
+    for branch in space.branches:
+        with hp.conditional_scope(branch.parent, [branch.value]):
+            for key, distribution in branch.distributions.items():
+                name = branch_name(key, branch) if key in space.distributions else key
+                chosen = define_one(hp, name, distribution)
+                if same_value(values[branch.parent], branch.value):
+                    values[key] = chosen
+    return {key: value for key, value in values.items() if value is not None}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -107,7 +134,8 @@ def run_keras_tuner_arm(arm: str, seed: int, log: Path, folder: Path) -> None:
     space = sweep_space()
     started = float(os.environ["ARM_STARTED"])
     optimizers = {
-        name: OmegaConf.load(ROOT / "conf" / "optimizer" / f"{name}.yaml") for name in space["optimizer"].choices
+        name: OmegaConf.load(ROOT / "conf" / "optimizer" / f"{name}.yaml")
+        for name in space.distributions["optimizer"].choices
     }
 
     class Study(keras_tuner.HyperModel):
@@ -117,7 +145,8 @@ def run_keras_tuner_arm(arm: str, seed: int, log: Path, folder: Path) -> None:
             settings = {
                 k: v for k, v in OmegaConf.to_container(optimizers[values["optimizer"]]).items() if k != "name"
             }
-            settings["learning_rate"] = values["optimizer.learning_rate"]
+            # Every sampled `optimizer.<argument>` (learning rate, sgd's momentum, adamw's weight decay).
+            settings.update({k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("optimizer.")})
             model.compile(
                 optimizer=instantiate(settings), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
             )

@@ -30,12 +30,13 @@ def test_every_parameter_of_sweep_yaml_reaches_keras_tuner_and_a_change_there_fo
     space = benchmark.sweep_space()
     hp = keras_tuner.HyperParameters()
     values = benchmark.define(hp, space)
-    assert set(values) == set(space) == set(OmegaConf.load(benchmark.SPACE_FILE).hydra.sweeper.params)
+    assert set(space.distributions) == set(OmegaConf.load(benchmark.SPACE_FILE).hydra.sweeper.params)
+    assert set(values) == set(space.distributions_for(values))
     units = hp.get_config()["space"]
     (width,) = [h["config"] for h in units if h["config"]["name"] == "model.units"]
     assert (width["min_value"], width["max_value"], width["sampling"]) == (
-        space["model.units"].low,
-        space["model.units"].high,
+        space.distributions["model.units"].low,
+        space.distributions["model.units"].high,
         "log",
     )
 
@@ -47,5 +48,31 @@ def test_every_parameter_of_sweep_yaml_reaches_keras_tuner_and_a_change_there_fo
     benchmark.define(hp, benchmark.sweep_space(copy))
     (width,) = [h["config"] for h in hp.get_config()["space"] if h["config"]["name"] == "model.units"]
     assert (width["min_value"], width["max_value"], width["sampling"]) == (100, 200, "linear")
+    assert "train.epochs" in benchmark.define(keras_tuner.HyperParameters(), space)
     # Hyperband's epoch budget replaces the epochs parameter.
     assert "train.epochs" not in benchmark.define(keras_tuner.HyperParameters(), space, skip=("train.epochs",))
+
+
+def test_the_optimizer_branches_reach_keras_tuner_as_conditional_scopes() -> None:
+    import keras_tuner
+
+    benchmark = load_benchmark()
+    space = benchmark.sweep_space()
+    branches = {branch.condition: branch for branch in space.branches}
+    assert {"optimizer=sgd", "optimizer=adamw"} <= set(branches)
+    chosen = {}
+    for optimizer in space.distributions["optimizer"].choices:
+        hp = keras_tuner.HyperParameters()
+        hp.values["optimizer"] = optimizer
+        chosen[optimizer] = benchmark.define(hp, space)
+        # Exactly the parameters our study gives a trial with this optimizer.
+        assert set(chosen[optimizer]) == set(space.distributions_for({"optimizer": optimizer})), optimizer
+    assert "optimizer.momentum" in chosen["sgd"] and "optimizer.momentum" not in chosen["adam"]
+    assert "optimizer.weight_decay" in chosen["adamw"] and "optimizer.weight_decay" not in chosen["sgd"]
+    assert isinstance(chosen["sgd"]["optimizer.nesterov"], bool)
+    # sgd's learning rate comes from its own branch's range, under a name of its own in KerasTuner.
+    sgd_rate = branches["optimizer=sgd"].distributions["optimizer.learning_rate"]
+    configs = {h["config"]["name"]: h["config"] for h in hp.get_config()["space"]}
+    own = configs[benchmark.branch_name("optimizer.learning_rate", branches["optimizer=sgd"])]
+    assert (own["min_value"], own["max_value"]) == (sgd_rate.low, sgd_rate.high)
+    assert sgd_rate.low <= chosen["sgd"]["optimizer.learning_rate"] <= sgd_rate.high
