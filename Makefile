@@ -54,7 +54,7 @@ sweep: install
 # both cores busy. TEST_WORKERS=0 runs the suite in one process.
 TEST_WORKERS ?= 2
 test: install
-	$(RUN) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(RUN) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 # Benchmarks, not tests: they print measured tables (see benchmarks/README.md) and take several minutes.
 bench: install
