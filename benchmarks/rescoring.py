@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -33,6 +34,7 @@ REFIT_SEEDS = tuple(range(5))
 
 def earlier_refits(folder: Path) -> dict[str, dict]:
     """The earlier report's results.json: configuration label -> its overrides and 5 test accuracies."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # One small file: no progress bar.
     client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
     champion = client.get_model_version_by_alias(STUDY, "champion")
     with tempfile.TemporaryDirectory() as scratch:
