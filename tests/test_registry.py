@@ -53,8 +53,6 @@ def report(folder: Path, study: str) -> str:
         "seeds=2",
         "top_k=2",
         "rerun_check=false",
-        # The study's own order, so that the champion rule is tested apart from re-scoring (tests/test_rescore.py).
-        "rescore.trials=0",
         "data.train_subset=2000",
         "tracking.plots=false",
         f"experiments_dir={folder}/experiments",

@@ -44,13 +44,14 @@ def report_cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def reported(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The smoke study (3 trials on 2000 images), then a report on it with 2 seeds and the top trial."""
+    """The smoke study (3 trials on 2000 images), then a report on it: re-scoring, 2 seeds, the top trial."""
     folder = tmp_path_factory.mktemp("report")
     storage = f"sqlite:///{folder}/optuna.db"
     sweep = run_cli(["smoke", *store_overrides(folder), f"hydra.sweeper.storage={storage}"])
     if sweep.returncode != 0:
         pytest.fail(f"smoke sweep failed:\n{sweep.stdout}\n{sweep.stderr}")
-    result = report_cli(folder, "study_name=smoke", "seeds=2", "top_k=1", "data.train_subset=2000")
+    arguments = ("study_name=smoke", "seeds=2", "top_k=1", "rescore.trials=5", "data.train_subset=2000")
+    result = report_cli(folder, *arguments)
     if result.returncode != 0:
         pytest.fail(f"report failed:\n{result.stdout}\n{result.stderr}")
     return folder

@@ -279,7 +279,7 @@ def models_section(cfg: DictConfig, registered: Sequence[Registered]) -> list[Bl
         Heading("The models"),
         Paragraph(
             f"The seed-{REGISTERED_SEED} refit of the baseline and of each variant is a version of the registered "
-            f"model `{name}`. `champion` is the variant ranked highest by validation (see Re-scoring) among those "
+            f"model `{name}`. `champion` is the variant ranked highest by validation among those "
             "better than the baseline at 95 % (Holm), or the baseline when none is."
         ),
         Table(("aliases", "version", "configuration", "verdict"), rows),

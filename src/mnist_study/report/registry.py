@@ -2,10 +2,11 @@
 
 Every refit logged its model (see `serving.model`). The seed-0 refit of the baseline and of each variant becomes a
 version of the registered model named after the MLflow experiment, tagged with what the report found. The
-`champion` alias goes to the variant ranked highest by validation (the study's objective, re-scored at more seeds:
-see `rescore`) among those the report finds better than the baseline at 95 % (Holm); if none is, to the baseline.
-The test set only decides whether a variant is better, never which; the seed replica (fit on test) is never
-registered. Running the report again registers its own refits and moves the aliases by the same rule.
+`champion` alias goes to the variant ranked highest by validation (the study's objective, or its mean over more
+seeds when the report re-scores: see `rescore`) among those the report finds better than the baseline at 95 %
+(Holm); if none is, to the baseline. The test set only decides whether a variant is better, never which; the seed
+replica (fit on test) is never registered. Running the report again registers its own refits and moves the
+aliases by the same rule.
 """
 
 from __future__ import annotations
