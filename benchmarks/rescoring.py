@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import optuna
+from default_study import STUDY, report_results
 from hydra import initialize_config_dir
 from mlflow.tracking import MlflowClient
 
@@ -28,18 +27,13 @@ import mnist_study.paths  # noqa: F401  (registers the ${project_root:} resolver
 from mnist_study.report import refit, registry, rescore, results, selection
 
 ROOT = Path(__file__).resolve().parents[1]
-STUDY = "mnist-mlp"
 REFIT_SEEDS = tuple(range(5))
 
 
 def earlier_refits(folder: Path) -> dict[str, dict]:
     """The earlier report's results.json: configuration label -> its overrides and 5 test accuracies."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # One small file: no progress bar.
     client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
-    champion = client.get_model_version_by_alias(STUDY, "champion")
-    with tempfile.TemporaryDirectory() as scratch:
-        path = client.download_artifacts(champion.tags["report_run_id"], "results.json", scratch)
-        return json.loads(Path(path).read_text())
+    return report_results(client, client.get_model_version_by_alias(STUDY, "champion").tags["report_run_id"])
 
 
 def measure(folder: Path, trials: int, seeds: list[int]) -> dict:

@@ -34,15 +34,12 @@ def build(cfg: DictConfig, forwarded: Sequence[str], given: Sequence[str]) -> Pa
     seeds = list(range(cfg.seeds))
     # Every fit's config is composed and validated before TensorFlow loads: a bad override costs seconds. The
     # refits are planned for the whole pool; re-scoring then says which of them run.
-    fits = rescore.plan(pool[: cfg.rescore.trials], rescore_seeds, forwarded) if rescoring else []
+    to_rescore = pool[: cfg.rescore.trials] if rescoring else []
+    fits = rescore.plan(to_rescore, rescore_seeds, forwarded)
     every_plan = refit.plan(selection.candidates(study, pool), seeds, forwarded)
-    before = f", after re-scoring {len({fit.trial.number for fit in fits})} trials at seeds {rescore_seeds}"
-    configurations = 2 + min(cfg.top_k, len(pool))
-    print(
-        f"report on study {cfg.study_name}: {configurations} configurations x {len(seeds)} seeds"
-        + (before if fits else ""),
-        flush=True,
-    )
+    before = f", after re-scoring {len(to_rescore)} trials at seeds {rescore_seeds}" if to_rescore else ""
+    configurations = f"{2 + min(cfg.top_k, len(pool))} configurations x {len(seeds)} seeds"
+    print(f"report on study {cfg.study_name}: {configurations}{before}", flush=True)
 
     import mnist_study.quiet_tensorflow  # noqa: F401  (before keras: its start-up noise stays hidden)
     from mnist_study.tracking import tracked_run
