@@ -59,7 +59,7 @@ test: install
 # Benchmarks, not tests: they print measured tables (see benchmarks/README.md) and take several minutes.
 bench: install
 	$(RUN) benchmarks/trial_speed.py
-	$(RUN) benchmarks/pruning.py
+	$(RUN) benchmarks/pruning.py --seeds 0 1
 
 lint: install
 	$(VENV)/bin/ruff check .
