@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 import uuid
 from pathlib import Path
@@ -36,7 +35,7 @@ import common  # noqa: F401  (first: puts src/ on the path and imports TensorFlo
 
 # isort: split
 import optuna
-from common import clear_data_caches, print_table, run_cli_in_process
+from common import clear_data_caches, median, print_table, run_cli_in_process
 from mlflow.tracking import MlflowClient
 from trial_speed import create_stores
 
@@ -121,8 +120,8 @@ def summarize(results: list[dict], seeds: list[int]) -> None:
                 f"{fraction:.0%} / {delta:+.2f}" for fraction, delta in zip(saved, deltas, strict=True)
             )
             print(
-                f"{arm}: epochs_saved={statistics.median(saved):.2f} "
-                f"best_val_delta={statistics.median(deltas):+.2f} wall_ratio={statistics.median(walls):.2f}  "
+                f"{arm}: epochs_saved={median(saved):.2f} "
+                f"best_val_delta={median(deltas):+.2f} wall_ratio={median(walls):.2f}  "
                 f"(medians over {len(saved)} seeds; per seed: {per_seed})"
             )
 
