@@ -15,13 +15,8 @@ from omegaconf import DictConfig
 
 from mnist_study.callbacks import EpochRecorder
 from mnist_study.describe import description, outcome, short_description
-from mnist_study.plots import (
-    CURVES_ARTIFACT,
-    confusion_figure,
-    confusion_matrix,
-    learning_curves,
-    log_figure,
-)
+from mnist_study.metrics import confusion_matrix
+from mnist_study.plots import CURVES_ARTIFACT, confusion_figure, learning_curves_figure, log_figure
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +44,7 @@ def test_confusion_figure_titles_the_accuracy() -> None:
 
 def test_learning_curves_draw_train_and_validation_per_epoch() -> None:
     history = {"loss": [0.9, 0.5], "val_loss": [0.6, 0.4], "accuracy": [0.8, 0.9], "val_accuracy": [0.85, 0.92]}
-    figure = learning_curves(history, "baseline")
+    figure = learning_curves_figure(history, "baseline")
     loss_axes, accuracy_axes = figure.axes
     assert [line.get_label() for line in loss_axes.get_lines()] == ["train", "validation"]
     assert list(accuracy_axes.get_lines()[1].get_ydata()) == [0.85, 0.92]
@@ -58,7 +53,7 @@ def test_learning_curves_draw_train_and_validation_per_epoch() -> None:
 
 def test_learning_curves_refuse_a_run_without_epochs() -> None:
     with pytest.raises(ValueError, match="no epoch"):
-        learning_curves({}, "empty")
+        learning_curves_figure({}, "empty")
 
 
 def test_epoch_recorder_keeps_every_epoch() -> None:
@@ -79,7 +74,7 @@ def test_log_figure_stores_the_png_and_survives_a_failing_plot(
     experiment = client.create_experiment("plots", artifact_location=(tmp_path / "mlruns").as_uri())
     run_id = client.create_run(experiment).info.run_id
     history = {"loss": [0.9, 0.5], "val_loss": [0.6, 0.4]}
-    log_figure(client, run_id, lambda: learning_curves(history, "ok"), CURVES_ARTIFACT)
+    log_figure(client, run_id, lambda: learning_curves_figure(history, "ok"), CURVES_ARTIFACT)
 
     def broken() -> None:
         time.sleep(0.05)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 # Keras's per-epoch history keys, logged to MLflow at step = epoch; the study's objective is one of them.
 HISTORY_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 # Logged once, at step 0, when a run finishes: the test set's scores.
@@ -28,3 +30,14 @@ def objective_names(objective: object) -> list[str]:
     if isinstance(objective, str):
         return [objective]
     return [str(name) for name in objective]  # type: ignore[attr-defined]
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int = 10) -> np.ndarray:
+    """Counts of (true label, predicted label) pairs: rows are the truth, columns the prediction."""
+    labels = np.asarray(labels).astype(np.int64).ravel()
+    predicted = np.asarray(predicted).astype(np.int64).ravel()
+    if labels.shape != predicted.shape:
+        raise ValueError(f"{labels.size} labels but {predicted.size} predictions")
+    if labels.size and (min(labels.min(), predicted.min()) < 0 or max(labels.max(), predicted.max()) >= classes):
+        raise ValueError(f"labels and predictions must lie in 0..{classes - 1}")
+    return np.bincount(labels * classes + predicted, minlength=classes * classes).reshape(classes, classes)

@@ -7,25 +7,21 @@ returns (or is pruned). Drawing never decides a run's fate: a failure to plot is
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import matplotlib
-import optuna
 
 matplotlib.use("Agg")  # Plots are files; no display is needed or wanted.
 
 import matplotlib.pyplot as plt
 import numpy as np
-from mlflow.tracking import MlflowClient
-from optuna.trial import FrozenTrial, TrialState
 
-from mnist_study.sweep.trials import trial_values
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +35,7 @@ CURVES_MARGINS = {"left": 0.075, "right": 0.985, "bottom": 0.165, "top": 0.81, "
 CONFUSION_MARGINS = {"left": 0.05, "right": 0.9, "bottom": 0.11, "top": 0.89}
 
 
-def learning_curves(history: Mapping[str, Sequence[float]], title: str) -> plt.Figure:
+def learning_curves_figure(history: Mapping[str, Sequence[float]], title: str) -> plt.Figure:
     """Loss and accuracy per epoch, train against validation, side by side."""
     if not history.get("loss"):
         raise ValueError("no epoch finished: there is no learning curve to draw")
@@ -65,17 +61,6 @@ def learning_curves(history: Mapping[str, Sequence[float]], title: str) -> plt.F
     figure.suptitle(title)
     figure.subplots_adjust(**CURVES_MARGINS)
     return figure
-
-
-def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int = 10) -> np.ndarray:
-    """Counts of (true label, predicted label) pairs: rows are the truth, columns the prediction."""
-    labels = np.asarray(labels).astype(np.int64).ravel()
-    predicted = np.asarray(predicted).astype(np.int64).ravel()
-    if labels.shape != predicted.shape:
-        raise ValueError(f"{labels.size} labels but {predicted.size} predictions")
-    if labels.size and (min(labels.min(), predicted.min()) < 0 or max(labels.max(), predicted.max()) >= classes):
-        raise ValueError(f"labels and predictions must lie in 0..{classes - 1}")
-    return np.bincount(labels * classes + predicted, minlength=classes * classes).reshape(classes, classes)
 
 
 def confusion_figure(matrix: np.ndarray, title: str) -> plt.Figure:
@@ -132,58 +117,3 @@ def log_figure(client: MlflowClient, run_id: str, draw: Callable[[], plt.Figure]
     finally:
         plt.close("all")
     return time.perf_counter() - started
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# A study's figures, logged on its MLflow parent run and drawn again in the report.
-
-
-def optuna_figure(plot: Callable[[optuna.Study], Any], study: optuna.Study) -> plt.Figure:
-    """One of Optuna's matplotlib plots, without its experimental-API and empty-legend warnings."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        figure = plot(study).figure
-    figure.tight_layout()
-    return figure
-
-
-def accuracy_vs_width(trials: Sequence[FrozenTrial], objective: str) -> plt.Figure:
-    """The objective against the hidden layer's width, one colour per optimizer."""
-    if not trials:
-        raise ValueError("no COMPLETE trials yet")
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    by_optimizer: dict[str, list[tuple[float, float]]] = {}
-    for trial in trials:
-        values = trial_values(trial)
-        units = float(values.get("model.units", 512))
-        by_optimizer.setdefault(str(values.get("optimizer", "rmsprop")), []).append((units, trial.value))
-    for optimizer, points in sorted(by_optimizer.items()):
-        xs, ys = zip(*points, strict=True)
-        axes.scatter(xs, ys, label=optimizer, alpha=0.8)
-    axes.set_xscale("log", base=2)
-    axes.set_xlabel("model.units (hidden layer width)")
-    axes.set_ylabel(objective)
-    axes.set_title(f"{objective} vs width, by optimizer (COMPLETE trials)")
-    axes.legend(title="optimizer")
-    figure.tight_layout()
-    return figure
-
-
-def study_figures(study: optuna.Study, objectives: Sequence[str]) -> dict[str, Callable[[], plt.Figure]]:
-    """The study's figures by artifact name: they need COMPLETE trials (importances need two). A study of several
-    objectives gets its Pareto front instead."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    figures: dict[str, Callable[[], plt.Figure]] = {}
-    if complete and len(objectives) > 1:
-        front = functools.partial(optuna.visualization.matplotlib.plot_pareto_front, target_names=list(objectives))
-        figures["plots/pareto_front.png"] = lambda: optuna_figure(front, study)
-        return figures
-    if complete:
-        history = optuna.visualization.matplotlib.plot_optimization_history
-        figures["plots/optimization_history.png"] = lambda: optuna_figure(history, study)
-        figures["plots/accuracy_vs_width.png"] = lambda: accuracy_vs_width(complete, objectives[0])
-    if len(complete) >= 2:
-        importances = optuna.visualization.matplotlib.plot_param_importances
-        figures["plots/param_importances.png"] = lambda: optuna_figure(importances, study)
-    return figures

@@ -21,7 +21,13 @@ from omegaconf import DictConfig
 from mnist_study.callbacks import EpochRecorder
 from mnist_study.data import load_mnist
 from mnist_study.describe import description, outcome, short_description
-from mnist_study.plots import CONFUSION_ARTIFACT, CURVES_ARTIFACT, confusion_figure, learning_curves, log_figure
+from mnist_study.plots import (
+    CONFUSION_ARTIFACT,
+    CURVES_ARTIFACT,
+    confusion_figure,
+    learning_curves_figure,
+    log_figure,
+)
 from mnist_study.serving import MODEL_ID_TAG
 from mnist_study.tracking import TrackedRun, tracked_run
 from mnist_study.train import train
@@ -106,7 +112,7 @@ def log_plots(
     if not cfg.tracking.plots:
         return
     title = f"{name}: {short_description(cfg)}"
-    curves = functools.partial(learning_curves, history, title)
+    curves = functools.partial(learning_curves_figure, history, title)
     seconds = log_figure(tracked.client, tracked.run_id, curves, CURVES_ARTIFACT)
     if confusion is not None:
         # Counted by train() while it scored the test set, so drawing needs no second pass over the images.

@@ -27,6 +27,7 @@ from tensorflow.python.framework import config as tf_config
 
 from mnist_study.data import Split
 from mnist_study.epoch_loop import EpochLoop, NonFiniteLossError
+from mnist_study.metrics import confusion_matrix
 from mnist_study.model import build_optimizer, compile_model
 
 log = logging.getLogger(__name__)
@@ -241,8 +242,6 @@ def fit_with_keras(fit: Fit) -> Fitted:
 
     def score() -> TestScores:
         scores = model.evaluate(data["x_test"], data["y_test"], batch_size=cfg.train.eval_batch_size, verbose=0)
-        from mnist_study.plots import confusion_matrix  # Matplotlib loads only on this path.
-
         predicted = model.predict(data["x_test"], batch_size=cfg.train.eval_batch_size, verbose=0).argmax(axis=1)
         confusion = confusion_matrix(np.asarray(data["y_test"]), predicted, classes=int(model.output_shape[-1]))
         return scores[0], scores[1], confusion

@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # Figures are files; no display is needed or wanted.
 import matplotlib.pyplot as plt
 import optuna
 
-from mnist_study.plots import optuna_figure
+from mnist_study.sweep.figures import optuna_figure
 
 TUTORIAL_CLAIM = 0.975
 

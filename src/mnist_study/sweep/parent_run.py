@@ -25,9 +25,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
-from mnist_study.plots import log_figure, study_figures
+from mnist_study.plots import log_figure
 from mnist_study.provenance import environment_tags
 from mnist_study.secrets import redact
+from mnist_study.sweep.figures import study_figures
 from mnist_study.sweep.liveness import this_host
 from mnist_study.sweep.storage import open_storage
 from mnist_study.sweep.trials import HOST, MLFLOW_RUN_ATTR, PARENT_RUN_ATTR, PID, count_verdicts, trial_values
