@@ -6,7 +6,9 @@ For each seed the default study (`python src/run.py sweep`, with `hydra.sweeper.
 throwaway folder's stores, then the report with its defaults (5 seeds, top 3 trials) on that study. Both run as
 the user runs them, in their own processes. Per seed it prints the wall time of each step, the study's pick (its
 best trial by validation accuracy), the champion the report promotes (see `report/registry.py`), its 5-seed test
-mean and its gain over the baseline in points. Last line: `min_gain=X seeds=N`, the smallest gain over the seeds.
+mean and its gain over the baseline in points. Last line: `min_gain=X seeds=N median_minutes=M min_accuracy=A`:
+the smallest gain over the seeds, how many seeds, the median over seeds of sweep + report wall minutes, and the
+lowest champion's 5-seed mean test accuracy in %.
 
 A seed's row is also appended to `--results` (JSON lines) as soon as it is measured, so that a run stopped midway
 keeps what it measured, and a later run (`--seeds 2`) adds to the same file: the table and the last line cover
@@ -20,6 +22,7 @@ import argparse
 import contextlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -152,7 +155,16 @@ def main() -> None:
         print(f"seed {seed}: {json.dumps(row)}", flush=True)
     rows = [json.loads(line) for line in args.results.read_text().splitlines() if line.strip()]
     print_rows(rows)
-    print(f"min_gain={min(row['gain_points'] for row in rows):.2f} seeds={len(rows)}")
+    print(last_line(rows))
+
+
+def last_line(rows: list[dict]) -> str:
+    """`min_gain=X seeds=N median_minutes=M min_accuracy=A` over every measured seed."""
+    minutes = statistics.median((row["sweep_s"] + row["report_s"]) / 60 for row in rows)
+    return (
+        f"min_gain={min(row['gain_points'] for row in rows):.2f} seeds={len(rows)} "
+        f"median_minutes={minutes:.1f} min_accuracy={min(100 * row['champion_mean'] for row in rows):.2f}"
+    )
 
 
 if __name__ == "__main__":
