@@ -10,10 +10,12 @@ mean and its gain over the baseline in points. Last line: `min_gain=X seeds=N me
 the smallest gain over the seeds, how many seeds, the median over seeds of sweep + report wall minutes, and the
 lowest champion's 5-seed mean test accuracy in %.
 
-A seed's row is also appended to `--results` (JSON lines) as soon as it is measured, so that a run stopped midway
-keeps what it measured, and a later run (`--seeds 2`) adds to the same file: the table and the last line cover
-every row in the file. With `--keep DIR`, each seed's stores stay in `DIR/seed_<seed>` (for `mlflow ui`, or to run
-the report again on the same study) instead of a throwaway folder.
+A seed's row (with the date and commit measured) is also appended to `--results` (JSON lines) as soon as it is
+measured, so that a run stopped midway keeps what it measured, and a later run (`--seeds 2`) adds to the same file:
+the table and the last line cover every row in the file. The README's results come from
+benchmarks/results/default_study.jsonl through `scripts/results_page.py`. With `--keep DIR`, the stores of each
+seed stay in `DIR/seed_<seed>` (for `mlflow ui`, or to run the report again on the same study) instead of a
+throwaway folder.
 """
 
 from __future__ import annotations
@@ -66,7 +68,15 @@ def measure(seed: int, extra: list[str], folder: Path) -> dict:
     ]  # fmt: skip
     sweep_seconds = run(sweep, folder / "sweep.log")
     report_seconds = run(report, folder / "report.log")
-    return {"seed": seed, "sweep_s": sweep_seconds, "report_s": report_seconds, **outcome(stores)}
+    measured = {"date": time.strftime("%Y-%m-%d", time.gmtime()), "commit": commit()}
+    return {"seed": seed, "sweep_s": sweep_seconds, "report_s": report_seconds, **outcome(stores), **measured}
+
+
+def commit() -> str:
+    """The checkout's short commit, `+dirty` when it has uncommitted changes: what the row measured."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True)
+    return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
 
 
 def report_results(client: MlflowClient, report_run_id: str) -> dict[str, dict]:

@@ -1,0 +1,57 @@
+"""The results pages are generated from the benchmarks' JSON lines, and what is committed is what they say."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = importlib.util.spec_from_file_location("results_page", ROOT / "scripts" / "results_page.py")
+results_page = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(results_page)
+
+ROW = {
+    "seed": 3,
+    "sweep_s": 600.0,
+    "report_s": 300.0,
+    "pick": "trial 9 (val 0.9880)",
+    "champion": "trial 9",
+    "champion_mean": 0.9851,
+    "baseline_mean": 0.9802,
+    "gain_points": 0.49,
+    "verdict": "better",
+    "date": "2026-12-02",
+    "commit": "abc1234",
+}
+
+
+def test_the_committed_pages_match_the_recorded_rows() -> None:
+    rows = results_page.read_rows(results_page.DEFAULT_STUDY)
+    assert results_page.RESULTS_PAGE.read_text() == results_page.results_page(rows)
+    readme = results_page.README.read_text()
+    assert readme == results_page.readme_with_summary(readme, rows), "README's results block is out of date"
+
+
+def test_a_row_becomes_a_table_line_and_a_summary(tmp_path: Path) -> None:
+    other = {**ROW, "seed": 4, "sweep_s": 1200.0, "champion_mean": 0.9840, "gain_points": 0.38, "verdict": "n.d."}
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(json.dumps(row) for row in (other, ROW)) + "\n")
+    rows = results_page.read_rows(path)
+    assert [row["seed"] for row in rows] == [3, 4]
+    table = results_page.seed_table(rows)
+    assert table[2] == (
+        "| 3 | 10.0 min | 5.0 min | trial 9 (val 0.9880) | trial 9 | 98.51 % | +0.49 | 2026-12-02 at abc1234 |"
+    )
+    summary = results_page.summary(rows)
+    assert "98.40 to 98.51 %" in summary
+    assert "+0.38 to +0.49 points" in summary
+    assert "on 1 of 2 seeds" in summary
+    assert "15 to 25 minutes" in summary
+
+
+def test_a_readme_without_the_markers_is_refused() -> None:
+    with pytest.raises(ValueError, match="markers"):
+        results_page.readme_with_summary("# no block here\n", [ROW])
