@@ -228,7 +228,7 @@ def figures_section(study: optuna.Study, table: Sequence[Row]) -> list[Block]:
     drawings = {
         "learning_curves.png": (
             "validation accuracy per epoch: baseline vs best",
-            lambda: figures.learning_curves(curves, "val_accuracy"),
+            lambda: figures.curves_by_configuration(curves, "val_accuracy"),
         ),
         "optimization_history.png": (
             "the study's optimization history",

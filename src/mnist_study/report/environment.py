@@ -5,14 +5,13 @@ Each fact comes with the shell command that reads it again, so a reader can chec
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
-from mnist_study.data import ARRAY_SHA256, array_sha256, load_mnist
+from mnist_study.data import ARRAY_SHA256, array_sha256, file_sha256, load_mnist
 from mnist_study.paths import PROJECT_ROOT
 from mnist_study.provenance import git_state, package_versions
 
@@ -38,9 +37,10 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def file_sha256(path: str) -> str:
+def project_file_sha256(path: str) -> str:
+    """A project file's sha256, or why it could not be read: an environment fact never stops the report."""
     try:
-        return hashlib.sha256((PROJECT_ROOT / path).read_bytes()).hexdigest()
+        return file_sha256(PROJECT_ROOT / path)
     except OSError as error:
         return f"unreadable ({error.strerror})"
 
@@ -57,7 +57,7 @@ def facts(cfg: DictConfig) -> list[Fact]:
             Fact(package, version, f"{PY} 'import importlib.metadata as m; print(m.version(\"{package}\"))'")
         )
     rows += [
-        Fact("uv.lock sha256", file_sha256("uv.lock"), "sha256sum uv.lock"),
+        Fact("uv.lock sha256", project_file_sha256("uv.lock"), "sha256sum uv.lock"),
         Fact("git commit", commit, "git rev-parse HEAD"),
         Fact("git dirty (tracked files)", str(dirty).lower(), "git status --porcelain --untracked-files=no"),
         Fact("CPU", cpu_model(), "grep -m1 'model name' /proc/cpuinfo"),

@@ -51,7 +51,7 @@ def accuracy_by_configuration(rows: Sequence[tuple[str, Sequence[float], float, 
     return png(figure)
 
 
-def learning_curves(curves: Mapping[str, Mapping[int, float]], metric: str) -> bytes:
+def curves_by_configuration(curves: Mapping[str, Mapping[int, float]], metric: str) -> bytes:
     """The study objective per epoch for a few trials (what the study saw: seed 0, validation split)."""
     if not curves:
         raise ValueError("no curves to draw")

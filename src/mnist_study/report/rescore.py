@@ -30,7 +30,7 @@ from mnist_study.sweep.trials import trial_overrides
 
 
 @dataclass(frozen=True)
-class Fit:
+class RescoreFit:
     """One planned re-scoring fit: a trial's configuration at one more seed."""
 
     trial: FrozenTrial
@@ -58,7 +58,7 @@ def check(trials: int, seeds: Sequence[int]) -> None:
         raise ReportError(f"rescore.seeds={list(seeds)}: must be distinct seeds >= 0")
 
 
-def plan(trials: Sequence[FrozenTrial], seeds: Sequence[int], forwarded: Sequence[str]) -> list[Fit]:
+def plan(trials: Sequence[FrozenTrial], seeds: Sequence[int], forwarded: Sequence[str]) -> list[RescoreFit]:
     """Compose and validate every re-scoring fit before TensorFlow loads.
 
     A fit is the trial's own command line (its split, its epochs, its validation hold-out) at another seed;
@@ -70,11 +70,11 @@ def plan(trials: Sequence[FrozenTrial], seeds: Sequence[int], forwarded: Sequenc
             overrides = merge_overrides(trial_overrides(trial), forwarded, [f"seed={seed}"])
             cfg = compose(config_name="config", overrides=list(overrides))
             validate(cfg)
-            fits.append(Fit(trial, seed, cfg))
+            fits.append(RescoreFit(trial, seed, cfg))
     return fits
 
 
-def run(fits: Sequence[Fit]) -> list[Rescored]:
+def run(fits: Sequence[RescoreFit]) -> list[Rescored]:
     """Train every fit without scoring the test set; each trial's scores on the study's objective (the last
     epoch's, as the trial's own value), its own value first."""
     from omegaconf import open_dict
