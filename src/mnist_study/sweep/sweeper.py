@@ -31,7 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mnist_study.metrics import direction_for, objective_names
 from mnist_study.secrets import redact
-from mnist_study.sweep import constraints, faults, known, liveness, trials
+from mnist_study.sweep import constraints, faults, known, liveness, logs, trials
 from mnist_study.sweep.liveness import Heartbeat
 from mnist_study.sweep.parent_run import ParentRun
 from mnist_study.sweep.sampling import make_sampler
@@ -48,7 +48,7 @@ from mnist_study.sweep.stores import (
 )
 
 # The sweep's own lines (start-up, one per trial, the last one) go through this logger: Hydra's logging config
-# (conf/hydra/job_logging/mnist_study.yaml) shows them bare on the console and timestamped in each job's log file.
+# (conf/hydra/hydra_logging/mnist_study.yaml) shows them bare on the console and timestamped in sweep.log.
 log = logging.getLogger(__name__)
 Result = TypeVar("Result")
 
@@ -260,7 +260,8 @@ class _Loop:
         faults.crash_point("after_tell")
         self.parent.tag_child(frozen.user_attrs.get(trials.MLFLOW_RUN_ATTR), state)
         self.durations.append(time.perf_counter() - started)
-        log.info("%s", self._progress(frozen, reason))
+        with logs.also_in_job_log(getattr(result, "hydra_cfg", None)):
+            log.info("%s", self._progress(frozen, reason))
 
     def _tell(
         self, trial: optuna.Trial, state: TrialState, value: float | list[float] | None, reason: str | None
