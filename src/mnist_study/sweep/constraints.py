@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import optuna
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial
 
@@ -88,6 +89,14 @@ def constraint_values(constraints: Sequence[Constraint], measured: Mapping[str, 
         number = measured.get(constraint.metric)
         values[constraint.metric] = constraint.value(float(number) if is_number(number) else None)
     return values
+
+
+def judge(trial: optuna.Trial, constraints: Sequence[Constraint], recorded: FrozenTrial) -> None:
+    """Set each constraint's value on the live trial, from the costs its job recorded (`recorded`, the trial as the
+    storage holds it); a constraint already set (a retried tell) is left as it is."""
+    for metric, value in constraint_values(constraints, recorded.user_attrs).items():
+        if metric not in recorded.constraints:
+            trial.set_constraint(metric, value)
 
 
 def is_feasible(trial: FrozenTrial) -> bool:

@@ -281,14 +281,9 @@ class _Loop:
     def _set_constraints(self, trial: optuna.Trial) -> None:
         """The study's constraints, judged on the costs the job recorded on the trial (Optuna's constraint values:
         <= 0 feasible), set before the verdict so that the sampler and `best_trial` see them."""
-        if not self.settings.constraints:
-            return
-        identifier = trials.trial_id(self.storage, self.study.study_name, trial.number)
-        recorded = self.storage.get_trial(identifier)
-        values = constraints.constraint_values(self.settings.constraints, recorded.user_attrs)
-        for metric, value in values.items():
-            if metric not in recorded.constraints:  # A retried tell finds its constraints set already.
-                trial.set_constraint(metric, value)
+        if self.settings.constraints:
+            identifier = trials.trial_id(self.storage, self.study.study_name, trial.number)
+            constraints.judge(trial, self.settings.constraints, self.storage.get_trial(identifier))
 
     def _mark(self, trial: optuna.Trial) -> None:
         """Record who runs the trial and how to prune it, where a job in any process can read them."""
