@@ -342,9 +342,16 @@ class _Loop:
         return f"best {best.value:.4f} #{best.number}"
 
     def _eta(self) -> str:
+        """The time the remaining trials take at this worker's mean, or, when sooner, until the time budget runs
+        out and the trial started just before it ends."""
         counted = trials.count_verdicts(self.study.get_trials(deepcopy=False))
         remaining = max(0, self.settings.n_trials - counted)
-        return format_duration(remaining * sum(self.durations) / len(self.durations))
+        mean = sum(self.durations) / len(self.durations)
+        eta = remaining * mean
+        if self.settings.timeout_s is not None:
+            left = self.settings.timeout_s - (time.monotonic() - self.sweeper.started)
+            eta = min(eta, left + mean) if left > 0 else 0.0
+        return format_duration(eta)
 
 
 def interrupt(signal_number: int, frame: object) -> None:
