@@ -170,14 +170,14 @@ class _Loop:
         self.study.sampler = make_sampler(self.settings.sampler)
         on_time = False
         while True:
-            # As Optuna's optimize(timeout=): no new trial once the time is up; the one running has finished.
-            if self._out_of_time():
-                on_time = True
-                break
             # A worker may die at any instant: before each ask, repair what dead workers left half-written.
             self._store(self._recover_orphans)
             so_far = self._store(lambda: self.study.get_trials(deepcopy=False))
             if trials.count_verdicts(so_far) + trials.count_running(so_far) >= n_trials:
+                break
+            # As Optuna's optimize(timeout=): no new trial once the time is up; the one running has finished.
+            if self._out_of_time():
+                on_time = True
                 break
             trial = self._store(self._ask)
             faults.crash_point("after_ask")
