@@ -153,19 +153,42 @@ def parse_space(
     a plain value fixes it (in `params` and in every branch that has it), and every other override passes through
     to the jobs. A branch whose parent the command line narrowed away is dropped; one whose parent it fixed to the
     branch's value joins the flat space."""
+    parsed_branches = parse_branches(conditional or {})
+    sweeps, fixed, pinned, passthrough = combine_overrides(params, arguments, parsed_branches)
+    distributions = {key: to_distribution(override) for key, override in sweeps.items()}
+    expressions = {key: override.input_line or "" for key, override in sweeps.items()}
+    live, merged = [], []
+    for branch in (pin_branch(branch, pinned) for branch in parsed_branches):
+        if branch.parent in distributions:
+            if in_distribution(branch.value, distributions[branch.parent]):
+                live.append(branch)
+        elif fixed.get(branch.parent, pinned.get(branch.parent)) == branch.condition:
+            # The command line chose the branch for every trial: its parameters are plain parameters now.
+            for key in branch.distributions:
+                fixed.pop(key, None)
+            distributions.update(branch.distributions)
+            expressions.update(branch.expressions)
+            merged.append(branch)
+    everywhere = pinned_everywhere(params, pinned, live, merged)
+    fixed.update(everywhere)
+    live = [replace(b, fixed={k: v for k, v in b.fixed.items() if k not in everywhere}) for b in live]
+    return SearchSpace(distributions, expressions, fixed, tuple(passthrough), tuple(live))
+
+
+def combine_overrides(
+    params: Mapping[str, str], arguments: Sequence[str], branches: Sequence[Branch]
+) -> tuple[dict[str, Override], dict[str, str], dict[str, str], list[str]]:
+    """The configured space and the command line, key by key: the sweep expressions in force, the configured plain
+    values, the plain values the command line gave for a key of the space or of a branch (they win over every
+    range), and the other overrides, passed through to the jobs."""
     parser = OverridesParser.create()
     configured = {key: parser.parse_override(f"{key}={value}") for key, value in params.items()}
-    given = parser.parse_overrides(list(arguments))
     sweeps = {key: override for key, override in configured.items() if override.is_sweep_override()}
-    fixed: dict[str, str] = {
-        key: override.input_line or "" for key, override in configured.items() if key not in sweeps
-    }
-    parsed_branches = parse_branches(conditional or {})
-    in_branches = {key for branch in parsed_branches for key in branch.distributions}
-    # Plain values the user gave: they win over the configured space and over every branch.
+    fixed = {key: override.input_line or "" for key, override in configured.items() if key not in sweeps}
+    in_branches = {key for branch in branches for key in branch.distributions}
     pinned: dict[str, str] = {}
     passthrough: list[str] = []
-    for override in given:
+    for override in parser.parse_overrides(list(arguments)):
         key = override.get_key_element()
         if override.is_sweep_override():
             sweeps[key] = override
@@ -176,31 +199,18 @@ def parse_space(
             pinned[key] = override.input_line or ""
         else:
             passthrough.append(override.input_line or "")
-    distributions = {key: to_distribution(override) for key, override in sweeps.items()}
-    expressions = {key: override.input_line or "" for key, override in sweeps.items()}
-    # A pinned key of `params` (or of no branch left) holds in every trial; one that only branches have, in theirs.
-    everywhere = {key: line for key, line in pinned.items() if key in params}
-    branches = []
-    merged: set[str] = set()
-    for branch in (pin_branch(branch, pinned) for branch in parsed_branches):
-        if branch.parent in distributions:
-            if in_distribution(branch.value, distributions[branch.parent]):
-                branches.append(branch)
-        elif fixed.get(branch.parent, pinned.get(branch.parent)) == branch.condition:
-            # The command line chose the branch for every trial: its parameters are plain parameters now.
-            for key in branch.distributions:
-                fixed.pop(key, None)
-            distributions.update(branch.distributions)
-            expressions.update(branch.expressions)
-            merged.update(branch.fixed)
-    live = {key for branch in branches for key in branch.fixed}
-    everywhere.update({key: line for key, line in pinned.items() if key in merged or key not in live})
-    fixed.update(everywhere)
-    branches = [
-        replace(branch, fixed={k: v for k, v in branch.fixed.items() if k not in everywhere})
-        for branch in branches
-    ]
-    return SearchSpace(distributions, expressions, fixed, tuple(passthrough), tuple(branches))
+    return sweeps, fixed, pinned, passthrough
+
+
+def pinned_everywhere(
+    params: Mapping[str, str], pinned: Mapping[str, str], live: Sequence[Branch], merged: Sequence[Branch]
+) -> dict[str, str]:
+    """The command line's values that hold in every trial: for a key of `params`, of a branch every trial takes,
+    or of no branch left (the checks then refuse it where the config lacks the key). The others hold in the
+    trials of the live branches that have their key."""
+    in_live = {key for branch in live for key in branch.fixed}
+    in_merged = {key for branch in merged for key in branch.fixed}
+    return {key: line for key, line in pinned.items() if key in params or key in in_merged or key not in in_live}
 
 
 def pin_branch(branch: Branch, pinned: Mapping[str, str]) -> Branch:
