@@ -71,6 +71,22 @@ SWEEPS = [
         "pruner._target_=optuna.pruners.Nope",
     ),
     ("pruner-argument", ["+hydra.sweeper.pruner.patience=3"], "unexpected keyword argument 'patience'"),
+    # A misspelt sweeper key would otherwise be ignored, and the study run with the defaults.
+    ("misspelt-sweeper-key", ["+hydra.sweeper.n_trails=60"], "did you mean hydra.sweeper.n_trials?"),
+    ("timeout-not-positive", ["hydra.sweeper.timeout_s=0"], "hydra.sweeper.timeout_s=0"),
+    (
+        "constraint-on-unknown-metric",
+        ["+hydra.sweeper.constraints.val_acc='>= 0.9'"],
+        "hydra.sweeper.constraints.val_acc: not a metric",
+    ),
+    (
+        "constraints-with-a-sampler-that-ignores-them",
+        [
+            "+hydra.sweeper.constraints.n_params='<= 1000'",
+            "hydra.sweeper.sampler._target_=optuna.samplers.RandomSampler",
+        ],
+        "RandomSampler: does not take constraints",
+    ),
     (
         "sampler-not-a-sampler",
         ["~hydra.sweeper.sampler.seed", "hydra.sweeper.sampler._target_=optuna.pruners.NopPruner"],

@@ -143,13 +143,14 @@ def test_baseline_is_enqueued_as_trial_0_when_inside_the_space() -> None:
     assert trial.params == BASELINE
 
 
-def test_baseline_outside_the_space_is_not_enqueued_and_says_why(capsys: pytest.CaptureFixture[str]) -> None:
+def test_baseline_outside_the_space_is_not_enqueued_and_says_why(caplog: pytest.LogCaptureFixture) -> None:
     study = optuna.create_study(direction="maximize")
     space = parse_space(SWEEP_PARAMS, ["model.units=choice(64,96)"])
-    assert not enqueue_baseline(study, space, BASELINE)
+    with caplog.at_level("INFO", logger="mnist_study.sweep"):
+        assert not enqueue_baseline(study, space, BASELINE)
     assert study.get_trials() == []
-    output = capsys.readouterr().out.strip().splitlines()
-    assert output == ["baseline not enqueued as trial 0: outside the search space (model.units=512)"]
+    said = [record.getMessage() for record in caplog.records if record.name.startswith("mnist_study.sweep")]
+    assert said == ["baseline not enqueued as trial 0: outside the search space (model.units=512)"]
 
 
 def job_return(status: JobStatus, value: object) -> JobReturn:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
 from omegaconf import DictConfig
 
 from mnist_study.describe import protocol, run_name
 from mnist_study.metrics import objective_names
 from mnist_study.tracked_training import train_tracked
+
+if TYPE_CHECKING:
+    from mnist_study.sweep.job_trial import PruningCallback
 
 
 def run(cfg: DictConfig, overrides: Sequence[str] = ()) -> float | list[float] | None:
@@ -24,7 +26,16 @@ def run(cfg: DictConfig, overrides: Sequence[str] = ()) -> float | list[float] |
     started = time.perf_counter()
     name = run_name(cfg, overrides)
     tags = {"protocol": protocol(cfg), "objective": ",".join(objective_names(cfg.objective)), **trial_tags(cfg)}
-    trained = train_tracked(cfg, name, tags, more_callbacks=lambda run_id: trial_callbacks(cfg, run_id))
+    reporters: list[PruningCallback] = []
+
+    def callbacks(run_id: str) -> list[PruningCallback]:
+        reporters.extend(trial_callbacks(cfg, run_id))
+        return reporters
+
+    trained = train_tracked(cfg, name, tags, more_callbacks=callbacks)
+    for reporter in reporters:
+        # The finished training's own costs, the ones its MLflow run logs, are what the constraints judge.
+        reporter.record_costs(trained.result)
     objective = objective_values(cfg.objective, trained.result)
     if cfg.trial.number is None:  # In a sweep, the sweeper prints one progress line per trial instead.
         val_accuracy = trained.result["history"].get("val_accuracy", [float("nan")])[-1]
@@ -56,7 +67,7 @@ def trial_tags(cfg: DictConfig) -> dict[str, str]:
     return {"optuna.study": str(cfg.trial.study_name), "optuna.trial": str(cfg.trial.number)}
 
 
-def trial_callbacks(cfg: DictConfig, mlflow_run_id: str) -> list[keras.callbacks.Callback]:
+def trial_callbacks(cfg: DictConfig, mlflow_run_id: str) -> list[PruningCallback]:
     """In a sweep, the callback that reports each epoch to this job's Optuna trial (and may prune it)."""
     if cfg.trial.number is None:
         return []

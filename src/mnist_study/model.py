@@ -6,6 +6,8 @@ from __future__ import annotations
 import mnist_study.quiet_tensorflow  # noqa: F401
 
 # isort: split
+import math
+
 import keras
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -36,6 +38,11 @@ def build_model(
         layers.append(keras.layers.Dropout(dropout, name="dropout"))
     layers.append(keras.layers.Dense(NUM_CLASSES, activation="softmax", name="output"))
     return keras.Sequential(layers, name=name)
+
+
+def trainable_parameters(model: keras.Model) -> int:
+    """The network's size: how many trainable weights it has (what a study may minimize or bound)."""
+    return int(sum(math.prod(weight.shape) for weight in model.trainable_weights))
 
 
 def compile_model(

@@ -28,7 +28,7 @@ from tensorflow.python.framework import config as tf_config
 from mnist_study.data import Split
 from mnist_study.epoch_loop import EpochLoop, NonFiniteLossError
 from mnist_study.metrics import confusion_matrix
-from mnist_study.model import build_optimizer, compile_model
+from mnist_study.model import build_optimizer, compile_model, trainable_parameters
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def train(
         "history": history,
         "epochs_run": len(history["loss"]),
         # Trainable weights: the network's size, which a study may minimize beside its accuracy.
-        "n_params": int(sum(int(np.prod(weight.shape)) for weight in model.trainable_weights)),
+        "n_params": trainable_parameters(model),
         "test_loss": None if test_loss is None else float(test_loss),
         "test_accuracy": None if test_accuracy is None else float(test_accuracy),
         "test_confusion": test_confusion,

@@ -6,6 +6,7 @@ Hydra scans this module at every start-up, so it stays light: the implementation
 
 import functools
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,8 @@ class MnistStudySweeper(Sweeper):
     """
 
     def __init__(self, **config: Any) -> None:
+        # Hydra builds the sweeper within moments of the command's start: `timeout_s` counts from here.
+        self.started = time.monotonic()
         self.settings: SweepSettings = exit_on_error(SweepSettings.from_hydra, config)
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None
@@ -42,7 +45,7 @@ class MnistStudySweeper(Sweeper):
         from mnist_study.sweep.stores import StoreFailure  # Optuna, MLflow and matplotlib load only now.
         from mnist_study.sweep.sweeper import StudySweeper
 
-        sweeper = StudySweeper(self.settings, self.hydra_context, self.task_function, self.config)
+        sweeper = StudySweeper(self.settings, self.hydra_context, self.task_function, self.config, self.started)
         return exit_on_error(sweeper.sweep, arguments, errors=(ConfigError, StoreFailure))
 
     def _preflight(self, arguments: list[str]) -> None:

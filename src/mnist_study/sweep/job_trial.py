@@ -1,17 +1,24 @@
 """A job's side of a trial: reconnect to it from the storage, report every epoch, stop when the pruner says so.
 
 Everything a job needs travels in its overrides (study name, storage URL, trial number) and in the storage (the
-pruner's config, written by the sweeper as a trial system attr), so any Hydra launcher can run it.
+pruner's config, written by the sweeper as a trial system attr), so any Hydra launcher can run it. The job also
+records what the trial cost (`n_params`, `fit_seconds`) on the trial, where the sweeper reads them to check the
+study's constraints: a finished training's own numbers, or a pruned one's numbers when it was stopped.
 """
 
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Mapping
+from typing import Any
 
 import keras
 import optuna
 from hydra.utils import instantiate
 
+from mnist_study.metrics import COST_METRICS
+from mnist_study.model import trainable_parameters
 from mnist_study.sweep import faults
 from mnist_study.sweep.liveness import worker_attrs
 from mnist_study.sweep.storage import open_storage
@@ -49,6 +56,19 @@ class PruningCallback(keras.callbacks.Callback):
         self.trial = trial
         self.monitor = monitor
         self.store_retry_s = store_retry_s
+        self.started = time.perf_counter()
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.started = time.perf_counter()
+
+    def record_costs(self, costs: Mapping[str, Any]) -> None:
+        """Record the trial's `n_params` and `fit_seconds` on it (user attrs), for the study's constraints."""
+
+        def record() -> None:
+            for name in COST_METRICS:
+                self.trial.set_user_attr(name, costs[name])
+
+        retrying(record, self.store_retry_s, "the Optuna storage")
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.monitor is None:
@@ -64,6 +84,8 @@ class PruningCallback(keras.callbacks.Callback):
         prune = retrying(lambda: self._report(value, step), self.store_retry_s, "the Optuna storage")
         faults.crash_point("mid_training")
         if prune:
+            elapsed = time.perf_counter() - self.started
+            self.record_costs({"n_params": trainable_parameters(self.model), "fit_seconds": elapsed})
             raise optuna.TrialPruned(f"pruned at epoch {step}: {self.monitor}={value:.4f}")
 
     def _report(self, value: float, step: int) -> bool:

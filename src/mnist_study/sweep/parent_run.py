@@ -28,6 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 from mnist_study.plots import log_figure
 from mnist_study.provenance import environment_tags
 from mnist_study.secrets import redact
+from mnist_study.sweep.constraints import is_feasible
 from mnist_study.sweep.figures import study_figures
 from mnist_study.sweep.liveness import this_host
 from mnist_study.sweep.storage import open_storage
@@ -131,13 +132,15 @@ class ParentRun:
         now = int(time.time() * 1000)
         metrics = [Metric(f"n_{state.name.lower()}", count, now, step) for state, count in counts.items() if count]
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        # With constraints, only a feasible trial can be the best (as in Optuna's best_trial and best_trials).
+        feasible = [t for t in complete if is_feasible(t)]
         tags: list[RunTag] = []
-        if complete and len(objectives) > 1:
+        if feasible and len(objectives) > 1:
             front = study.best_trials
             metrics += [Metric("pareto_front_size", float(len(front)), now, step)]
             self.client.log_text(self.run_id, pareto_csv(front, objectives), "pareto.csv")
             self._tag_front(complete, {trial.number for trial in front})
-        elif complete:
+        elif feasible:
             best = study.best_trial
             metrics += [Metric(f"best_{objectives[0]}", float(best.value), now, step)]
             metrics += [Metric("best_trial", float(best.number), now, step)]
@@ -145,7 +148,7 @@ class ParentRun:
             tags += [RunTag("best.trial", str(best.number)), RunTag("best.params", json.dumps(params))]
             self.client.log_dict(self.run_id, {"number": best.number, "value": best.value, **params}, "best.json")
         self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
-        self.client.log_text(self.run_id, study.trials_dataframe().to_csv(index=False), "trials.csv")
+        self.client.log_text(self.run_id, trials_csv(study), "trials.csv")
         self._log_plots(study, objectives)
 
     def _tag_front(self, complete: Sequence[FrozenTrial], front: set[int]) -> None:
@@ -159,6 +162,23 @@ class ParentRun:
         """The study's figures; each is best effort and never fails the sweep (see `plots.log_figure`)."""
         for artifact, draw in study_figures(study, objectives).items():
             log_figure(self.client, self.run_id, draw, artifact)
+
+
+def trials_csv(study: optuna.Study) -> str:
+    """Optuna's table of the study's trials; in a constrained study, with each constraint's value per trial
+    (`constraint_<metric>`, <= 0 holds) and whether the trial is `feasible`."""
+    table = study.trials_dataframe()
+    trials = study.get_trials(deepcopy=False)
+    metrics = sorted({metric for trial in trials for metric in trial.constraints})
+    if metrics and not table.empty:
+        by_number = {trial.number: trial for trial in trials}
+        for metric in metrics:
+            table[f"constraint_{metric}"] = [by_number[n].constraints.get(metric) for n in table["number"]]
+        # Only a trial judged against the constraints (COMPLETE or PRUNED) is feasible or not.
+        table["feasible"] = [
+            is_feasible(by_number[n]) if by_number[n].constraints else None for n in table["number"]
+        ]
+    return table.to_csv(index=False)
 
 
 def pareto_csv(front: Sequence[FrozenTrial], objectives: Sequence[str]) -> str:

@@ -7,13 +7,15 @@ imported; `check_algorithms` builds the sampler and pruner once before the first
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mnist_study.checks import ConfigError, is_int, is_number, require
+from mnist_study.sweep.constraints import Constraint, parse_constraints, takes_constraints
 
 ALGORITHM_KINDS = ("sampler", "pruner")
 LIVENESS_KEYS = ("heartbeat_interval_s", "heartbeat_grace_s", "store_retry_s")
@@ -41,10 +43,15 @@ class SweepSettings:
     heartbeat_grace_s: float
     # How long a worker keeps retrying a store that stopped answering before it stops with one line.
     store_retry_s: float
+    # Wall time after which a worker asks for no more trials (counted from its command's start); None: no limit.
+    timeout_s: float | None
+    # Bounds on a trial's costs; a trial that breaks one is infeasible.
+    constraints: tuple[Constraint, ...]
 
     @classmethod
     def from_hydra(cls, settings: Mapping[str, Any]) -> SweepSettings:
         """Check and convert the keyword arguments Hydra builds the sweeper with."""
+        check_keys(settings)
         study_name, n_trials = settings.get("study_name"), settings.get("n_trials")
         named = isinstance(study_name, str) and study_name.strip() != ""
         require(named, "hydra.sweeper.study_name", study_name, "a non-empty name")
@@ -58,6 +65,12 @@ class SweepSettings:
         key = "hydra.sweeper.heartbeat_grace_s"
         require(longer, key, grace, "an integer of seconds > 2 x heartbeat_interval_s")
         require(is_number(retry) and retry >= 0, "hydra.sweeper.store_retry_s", retry, "a number of seconds >= 0")
+        timeout = settings.get("timeout_s")
+        positive = timeout is None or (is_number(timeout) and timeout > 0)
+        require(positive, "hydra.sweeper.timeout_s", timeout, "a number of seconds > 0, or null for no limit")
+        constraints = settings.get("constraints")
+        if isinstance(constraints, DictConfig):
+            constraints = OmegaConf.to_container(constraints, resolve=True)
         return cls(
             study_name=study_name,
             storage=str(settings.get("storage")),
@@ -71,7 +84,23 @@ class SweepSettings:
             heartbeat_interval_s=int(interval),
             heartbeat_grace_s=int(grace),
             store_retry_s=float(retry),
+            timeout_s=None if timeout is None else float(timeout),
+            constraints=parse_constraints(constraints),
         )
+
+
+def check_keys(settings: Mapping[str, Any]) -> None:
+    """Refuse a key the sweeper does not take (`n_trails: 60`), naming the nearest one it does."""
+    known = [field.name for field in fields(SweepSettings)]
+    for key in settings:
+        if key not in known:
+            nearest = difflib.get_close_matches(str(key), known, n=1, cutoff=0.0)
+            value = settings[key]
+            shown = OmegaConf.to_container(value) if isinstance(value, DictConfig | ListConfig) else value
+            raise ConfigError(
+                f"hydra.sweeper.{key}={shown!r}: not a setting of the sweeper; did you mean "
+                f"hydra.sweeper.{nearest[0]}? (conf/hydra/sweeper/mnist_study.yaml lists them all)"
+            )
 
 
 def plain_branches(node: Any) -> dict[str, dict[str, str]]:
@@ -140,3 +169,9 @@ def check_algorithms(settings: SweepSettings) -> None:
             reason = " ".join(lines).replace(", set env var HYDRA_FULL_ERROR=1 to see chained exception", "")
             raise ConfigError(f"{key}={config['_target_']}: cannot be built ({reason})") from None
         require(isinstance(built, bases[kind]), key, config["_target_"], f"an optuna.{kind}s class")
+        if kind == "sampler" and settings.constraints and not takes_constraints(built):
+            bounds = ", ".join(str(constraint) for constraint in settings.constraints)
+            raise ConfigError(
+                f"{key}={config['_target_']}: does not take constraints, but hydra.sweeper.constraints has "
+                f"{bounds}; use TPESampler, NSGAIISampler, NSGAIIISampler or GPSampler, or drop the constraints"
+            )

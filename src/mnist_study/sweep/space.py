@@ -10,6 +10,9 @@ A conditional branch (`hydra.sweeper.conditional`, `"optimizer=sgd": {key: expre
 exist only in trials where its parent parameter takes that value; an entry for a key of the flat space replaces
 that key's space in those trials. A trial samples its parents first, then every other parameter from the branch
 its parents chose, so its params hold only what it ran with.
+
+A plain `key=value` on the command line fixes that key wherever the space has it: in `params`, in any branch, or
+both. The user's value wins over every range (even one it lies outside), and is recorded on each trial it reaches.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -41,6 +44,8 @@ class Branch:
     value: Any
     distributions: dict[str, BaseDistribution]
     expressions: dict[str, str]
+    # Keys of this branch that the command line fixed (key -> override string), for this branch's trials only.
+    fixed: dict[str, str] = field(default_factory=dict)
 
     @property
     def condition(self) -> str:
@@ -75,23 +80,37 @@ class SearchSpace:
         """The distributions of a trial whose parents hold `values`: the flat ones, replaced and extended by the
         branch (if any) each parent's value chooses."""
         distributions = dict(self.distributions)
-        for branch in self.branches:
-            if branch.parent in values and same_value(values[branch.parent], branch.value):
-                distributions.update(branch.distributions)
+        for branch in self.chosen_branches(values):
+            distributions.update(branch.distributions)
         return distributions
+
+    def fixed_for(self, values: Mapping[str, Any]) -> dict[str, str]:
+        """The fixed overrides of a trial whose parents hold `values`: every trial's, then its branches' own."""
+        fixed = dict(self.fixed)
+        for branch in self.chosen_branches(values):
+            fixed.update(branch.fixed)
+        return fixed
+
+    def chosen_branches(self, values: Mapping[str, Any]) -> list[Branch]:
+        """The branches whose parent takes, in `values`, the branch's value."""
+        return [
+            branch
+            for branch in self.branches
+            if branch.parent in values and same_value(values[branch.parent], branch.value)
+        ]
 
     def described(self) -> dict[str, str]:
         """Every expression in force; a branch's as `<key> when <parent> is <value>` (no `=` in MLflow tags)."""
         described = {**self.expressions, **self.fixed}
         for branch in self.branches:
-            for key, expression in branch.expressions.items():
+            for key, expression in {**branch.expressions, **branch.fixed}.items():
                 described[f"{key} when {branch.parent} is {format_value(branch.value)}"] = expression
         return described
 
     def job_overrides(self, params: Mapping[str, Any]) -> list[str]:
         """The overrides that reproduce a trial: its sampled params, then the fixed and plain ones."""
         sampled = [f"{key}={format_value(value)}" for key, value in params.items()]
-        return [*sampled, *self.fixed.values(), *self.passthrough]
+        return [*sampled, *self.fixed_for(params).values(), *self.passthrough]
 
     def contains(self, values: Mapping[str, Any]) -> bool:
         """Whether every sampled parameter's value lies inside its distribution."""
@@ -131,40 +150,78 @@ def parse_space(
     conditional: Mapping[str, Mapping[str, str]] | None = None,
 ) -> SearchSpace:
     """Combine the configured space with the command line: a sweep expression replaces a parameter's space,
-    a plain value fixes it, and every other override passes through to the jobs. A branch whose parent the command
-    line narrowed away is dropped; one whose parent it fixed to the branch's value joins the flat space."""
-    parser = OverridesParser.create()
-    configured = {key: parser.parse_override(f"{key}={value}") for key, value in params.items()}
-    given = parser.parse_overrides(list(arguments))
-    sweeps = {key: override for key, override in configured.items() if override.is_sweep_override()}
-    fixed: dict[str, str] = {
-        key: override.input_line or "" for key, override in configured.items() if key not in sweeps
-    }
-    passthrough: list[str] = []
-    for override in given:
-        key = override.get_key_element()
-        if override.is_sweep_override():
-            sweeps[key] = override
-            fixed.pop(key, None)
-        elif key in sweeps or key in fixed:
-            sweeps.pop(key, None)
-            fixed[key] = override.input_line or ""
-        else:
-            passthrough.append(override.input_line or "")
+    a plain value fixes it (in `params` and in every branch that has it), and every other override passes through
+    to the jobs. A branch whose parent the command line narrowed away is dropped; one whose parent it fixed to the
+    branch's value joins the flat space."""
+    parsed_branches = parse_branches(conditional or {})
+    sweeps, fixed, pinned, passthrough = combine_overrides(params, arguments, parsed_branches)
     distributions = {key: to_distribution(override) for key, override in sweeps.items()}
     expressions = {key: override.input_line or "" for key, override in sweeps.items()}
-    branches = []
-    for branch in parse_branches(conditional or {}):
+    live, merged = [], []
+    for branch in (pin_branch(branch, pinned) for branch in parsed_branches):
         if branch.parent in distributions:
             if in_distribution(branch.value, distributions[branch.parent]):
-                branches.append(branch)
-        elif branch.parent in fixed and fixed[branch.parent] == branch.condition:
+                live.append(branch)
+        elif fixed.get(branch.parent, pinned.get(branch.parent)) == branch.condition:
             # The command line chose the branch for every trial: its parameters are plain parameters now.
             for key in branch.distributions:
                 fixed.pop(key, None)
             distributions.update(branch.distributions)
             expressions.update(branch.expressions)
-    return SearchSpace(distributions, expressions, fixed, tuple(passthrough), tuple(branches))
+            merged.append(branch)
+    everywhere = pinned_everywhere(params, pinned, live, merged)
+    fixed.update(everywhere)
+    live = [replace(b, fixed={k: v for k, v in b.fixed.items() if k not in everywhere}) for b in live]
+    return SearchSpace(distributions, expressions, fixed, tuple(passthrough), tuple(live))
+
+
+def combine_overrides(
+    params: Mapping[str, str], arguments: Sequence[str], branches: Sequence[Branch]
+) -> tuple[dict[str, Override], dict[str, str], dict[str, str], list[str]]:
+    """The configured space and the command line, key by key: the sweep expressions in force, the configured plain
+    values, the plain values the command line gave for a key of the space or of a branch (they win over every
+    range), and the other overrides, passed through to the jobs."""
+    parser = OverridesParser.create()
+    configured = {key: parser.parse_override(f"{key}={value}") for key, value in params.items()}
+    sweeps = {key: override for key, override in configured.items() if override.is_sweep_override()}
+    fixed = {key: override.input_line or "" for key, override in configured.items() if key not in sweeps}
+    in_branches = {key for branch in branches for key in branch.distributions}
+    pinned: dict[str, str] = {}
+    passthrough: list[str] = []
+    for override in parser.parse_overrides(list(arguments)):
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            sweeps[key] = override
+            fixed.pop(key, None)
+        elif key in sweeps or key in fixed or key in in_branches:
+            sweeps.pop(key, None)
+            fixed.pop(key, None)
+            pinned[key] = override.input_line or ""
+        else:
+            passthrough.append(override.input_line or "")
+    return sweeps, fixed, pinned, passthrough
+
+
+def pinned_everywhere(
+    params: Mapping[str, str], pinned: Mapping[str, str], live: Sequence[Branch], merged: Sequence[Branch]
+) -> dict[str, str]:
+    """The command line's values that hold in every trial: for a key of `params`, of a branch every trial takes,
+    or of no branch left (the checks then refuse it where the config lacks the key). The others hold in the
+    trials of the live branches that have their key."""
+    in_live = {key for branch in live for key in branch.fixed}
+    in_merged = {key for branch in merged for key in branch.fixed}
+    return {key: line for key, line in pinned.items() if key in params or key in in_merged or key not in in_live}
+
+
+def pin_branch(branch: Branch, pinned: Mapping[str, str]) -> Branch:
+    """The branch with the command line's fixed values in place of its ranges for the same keys."""
+    kept = [key for key in branch.distributions if key not in pinned]
+    return replace(
+        branch,
+        distributions={key: branch.distributions[key] for key in kept},
+        expressions={key: branch.expressions[key] for key in kept},
+        fixed={key: pinned[key] for key in branch.distributions if key in pinned},
+    )
 
 
 def parse_branches(conditional: Mapping[str, Mapping[str, str]]) -> list[Branch]:

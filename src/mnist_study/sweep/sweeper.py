@@ -31,7 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mnist_study.metrics import direction_for, objective_names
 from mnist_study.secrets import redact
-from mnist_study.sweep import faults, known, liveness, trials
+from mnist_study.sweep import constraints, faults, known, liveness, logs, trials
 from mnist_study.sweep.liveness import Heartbeat
 from mnist_study.sweep.parent_run import ParentRun
 from mnist_study.sweep.sampling import make_sampler
@@ -47,6 +47,8 @@ from mnist_study.sweep.stores import (
     store_failure_text,
 )
 
+# The sweep's own lines (start-up, one per trial, the last one) go through this logger: Hydra's logging config
+# (conf/hydra/hydra_logging/mnist_study.yaml) shows them bare on the console and timestamped in sweep.log.
 log = logging.getLogger(__name__)
 Result = TypeVar("Result")
 
@@ -58,10 +60,17 @@ class StudySweeper:
     """
 
     def __init__(
-        self, settings: SweepSettings, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+        self,
+        settings: SweepSettings,
+        hydra_context: HydraContext,
+        task_function: TaskFunction,
+        config: DictConfig,
+        started: float | None = None,
     ) -> None:
         self.settings = settings
         self.config = config
+        # When the command started (time.monotonic()), the origin of `timeout_s`.
+        self.started = time.monotonic() if started is None else started
         self.launcher: Launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
@@ -89,7 +98,12 @@ class StudySweeper:
         study, created = open_study(settings.study_name, storage, directions)
         aims = ", ".join(f"{direction} {name}" for direction, name in zip(directions, objectives, strict=True))
         several = "; several objectives: a Pareto front, no pruning" if len(objectives) > 1 else ""
-        print(f"study {settings.study_name} ({aims}{several}) in {redact(settings.storage)}")
+        log.info("study %s (%s%s) in %s", settings.study_name, aims, several, redact(settings.storage))
+        for line in fixed_lines(space):
+            log.info("%s", line)
+        if settings.constraints:
+            bounds = ", ".join(str(constraint) for constraint in settings.constraints)
+            log.info("constraints: %s (a trial that breaks one is infeasible, never the best)", bounds)
         tracking = OmegaConf.to_container(config.tracking, resolve=True)
         parent = ParentRun.open(study, created, tracking, settings.storage)
         if created:
@@ -98,8 +112,11 @@ class StudySweeper:
             if settings.warm_start is not None:
                 copied, skipped = known.warm_start(study, settings.warm_start, space)
                 source = settings.warm_start["study"]
-                print(
-                    f"warm start: {copied} COMPLETE trials of {source} copied, {skipped} outside this space left"
+                log.info(
+                    "warm start: %d COMPLETE trials of %s copied, %d outside this space left",
+                    copied,
+                    source,
+                    skipped,
                 )
         parent.log_space(space.described())
         Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
@@ -151,11 +168,16 @@ class _Loop:
     def run(self) -> None:
         n_trials = self.settings.n_trials
         self.study.sampler = make_sampler(self.settings.sampler)
+        on_time = False
         while True:
             # A worker may die at any instant: before each ask, repair what dead workers left half-written.
             self._store(self._recover_orphans)
             so_far = self._store(lambda: self.study.get_trials(deepcopy=False))
             if trials.count_verdicts(so_far) + trials.count_running(so_far) >= n_trials:
+                break
+            # As Optuna's optimize(timeout=): no new trial once the time is up; the one running has finished.
+            if self._out_of_time():
+                on_time = True
                 break
             trial = self._store(self._ask)
             faults.crash_point("after_ask")
@@ -166,7 +188,23 @@ class _Loop:
             with Heartbeat(self.storage, identifier, self.settings.heartbeat_interval_s):
                 self._run_trial(trial)
         done = trials.count_verdicts(self.study.get_trials(deepcopy=False))
-        print(f"study {self.study.study_name}: {done}/{n_trials} trials have a verdict; {self._best_text()}")
+        stopped = ""
+        if on_time:
+            elapsed = format_duration(time.monotonic() - self.sweeper.started)
+            stopped = f" stopped on time (timeout_s={self.settings.timeout_s:g} reached after {elapsed});"
+        log.info(
+            "study %s:%s %d/%d trials have a verdict; %s",
+            self.study.study_name,
+            stopped,
+            done,
+            n_trials,
+            self._best_text(),
+        )
+
+    def _out_of_time(self) -> bool:
+        """Whether `timeout_s` has passed since the command started."""
+        timeout = self.settings.timeout_s
+        return timeout is not None and time.monotonic() - self.sweeper.started >= timeout
 
     def _store(self, call: Callable[[], Result]) -> Result:
         """`call()`, retried while the study's storage is unreachable, for up to `store_retry_s`."""
@@ -186,9 +224,8 @@ class _Loop:
         grace = self.settings.heartbeat_grace_s
         for trial, reason in liveness.recover_orphans(self.study, self.storage, grace):
             self.parent.close_orphan(trial.user_attrs.get(trials.MLFLOW_RUN_ATTR))
-            print(
-                f"trial {trial.number}/{self.settings.n_trials} FAIL {reason} (uncounted; its params queued again)"
-            )
+            n_trials = self.settings.n_trials
+            log.info("trial %d/%d FAIL %s (uncounted; its params queued again)", trial.number, n_trials, reason)
         self.parent.close_strays(self.study)
 
     def _run_trial(self, trial: optuna.Trial) -> None:
@@ -213,16 +250,18 @@ class _Loop:
         state, value, reason = verdict(result)
         frozen = self._store(lambda: self._tell(trial, state, value, reason))
         if frozen is None:
-            print(
-                f"trial {trial.number}/{self.settings.n_trials} was failed by another worker (its heartbeat was "
-                "late); its result is dropped and its params run again",
-                flush=True,
+            log.info(
+                "trial %d/%d was failed by another worker (its heartbeat was late); its result is dropped and its "
+                "params run again",
+                trial.number,
+                self.settings.n_trials,
             )
             return
         faults.crash_point("after_tell")
         self.parent.tag_child(frozen.user_attrs.get(trials.MLFLOW_RUN_ATTR), state)
         self.durations.append(time.perf_counter() - started)
-        print(self._progress(frozen, reason), flush=True)
+        with logs.also_in_job_log(getattr(result, "hydra_cfg", None)):
+            log.info("%s", self._progress(frozen, reason))
 
     def _tell(
         self, trial: optuna.Trial, state: TrialState, value: float | list[float] | None, reason: str | None
@@ -231,17 +270,26 @@ class _Loop:
         try:
             if reason:
                 trial.set_user_attr(trials.FAIL_REASON, reason)
+            if state in (TrialState.COMPLETE, TrialState.PRUNED):
+                self._set_constraints(trial)
             return self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
         except optuna.exceptions.UpdateFinishedTrialError:
             told = self.study.get_trials(deepcopy=False)[trial.number]
             # A retried tell whose first attempt went through finds its own verdict.
             return told if told.state == state and trials.UNCOUNTED not in told.user_attrs else None
 
+    def _set_constraints(self, trial: optuna.Trial) -> None:
+        """The study's constraints, judged on the costs the job recorded on the trial (Optuna's constraint values:
+        <= 0 feasible), set before the verdict so that the sampler and `best_trial` see them."""
+        if self.settings.constraints:
+            identifier = trials.trial_id(self.storage, self.study.study_name, trial.number)
+            constraints.judge(trial, self.settings.constraints, self.storage.get_trial(identifier))
+
     def _mark(self, trial: optuna.Trial) -> None:
         """Record who runs the trial and how to prune it, where a job in any process can read them."""
         for key, value in liveness.worker_attrs().items():
             trial.set_user_attr(key, value)
-        for key, value in trials.fixed_attrs(self.space.fixed).items():
+        for key, value in trials.fixed_attrs(self.space.fixed_for(trial.params)).items():
             trial.set_user_attr(key, value)
         trial_id = trials.trial_id(self.storage, self.study.study_name, trial.number)
         self.storage.set_trial_system_attr(trial_id, trials.STORE_RETRY_ATTR, self.settings.store_retry_s)
@@ -281,6 +329,7 @@ class _Loop:
             head += shown
         else:
             head += f" {reason}"
+        head += constraints.describe(self.settings.constraints, trial)
         return f"{head} ({self._best_text()}) {self.durations[-1]:.1f}s ETA {self._eta()}"
 
     def _best_text(self) -> str:
@@ -289,13 +338,20 @@ class _Loop:
         try:
             best = self.study.best_trial
         except ValueError:
-            return "no COMPLETE trial yet"
+            return "no feasible COMPLETE trial yet" if self.settings.constraints else "no COMPLETE trial yet"
         return f"best {best.value:.4f} #{best.number}"
 
     def _eta(self) -> str:
+        """The time the remaining trials take at this worker's mean, or, when sooner, until the time budget runs
+        out and the trial started just before it ends."""
         counted = trials.count_verdicts(self.study.get_trials(deepcopy=False))
         remaining = max(0, self.settings.n_trials - counted)
-        return format_duration(remaining * sum(self.durations) / len(self.durations))
+        mean = sum(self.durations) / len(self.durations)
+        eta = remaining * mean
+        if self.settings.timeout_s is not None:
+            left = self.settings.timeout_s - (time.monotonic() - self.sweeper.started)
+            eta = min(eta, left + mean) if left > 0 else 0.0
+        return format_duration(eta)
 
 
 def interrupt(signal_number: int, frame: object) -> None:
@@ -347,8 +403,20 @@ def enqueue_baseline(study: optuna.Study, space: SearchSpace, baseline: Mapping[
         for key, distribution in space.distributions.items()
         if not in_distribution(baseline.get(key), distribution)
     ]
-    print(f"baseline not enqueued as trial 0: outside the search space ({', '.join(outside)})")
+    log.info("baseline not enqueued as trial 0: outside the search space (%s)", ", ".join(outside))
     return False
+
+
+def fixed_lines(space: SearchSpace) -> list[str]:
+    """What the command line or the space fixed, as the sweep says it at start: the values every trial runs with,
+    and those a branch's trials run with."""
+    lines = []
+    if space.fixed:
+        lines.append(f"fixed in every trial: {' '.join(space.fixed.values())}")
+    for branch in space.branches:
+        if branch.fixed:
+            lines.append(f"fixed in {branch.condition} trials: {' '.join(branch.fixed.values())}")
+    return lines
 
 
 def verdict(result: JobReturn) -> tuple[TrialState, float | list[float] | None, str | None]:
