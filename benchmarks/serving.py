@@ -32,7 +32,6 @@ import argparse
 import contextlib
 import http.client
 import json
-import os
 import re
 import subprocess
 import sys
@@ -52,7 +51,7 @@ from mlflow.pyfunc import scoring_server
 
 from mnist_study.browser import free_port, model_server_command, serve
 from mnist_study.data import load_mnist
-from mnist_study.paths import DEFAULT_TRACKING_URI
+from mnist_study.paths import tracking_uri as default_tracking_uri
 
 # The tiny run trained when no --model is given: enough for a real model, in a minute.
 TINY_RUN = ("data.train_subset=2000", "train.epochs=1", "tracking.plots=false")
@@ -231,7 +230,7 @@ def main() -> None:
         scratch = Path(folder)
         if args.model:
             model_uri = args.model
-            tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+            tracking_uri = args.tracking_uri or default_tracking_uri()
         else:
             print("training a tiny run for its model ...", file=sys.stderr, flush=True)
             tracking_uri, model_uri = train_tiny_model(scratch)
