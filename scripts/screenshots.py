@@ -2,7 +2,8 @@
 
 docs/compare.png: MLflow's compare view of the `baseline` run against the study's best variant (the best COMPLETE
 trial that is not the baseline's own configuration). docs/dashboard.png: optuna-dashboard's page for the study.
-Both servers are started on free loopback ports and stopped afterwards; the helpers are the browser test's.
+Both servers are started as `make ui` and `make dashboard` start them (mnist_study.launch), on free loopback ports,
+and stopped afterwards; the page helpers are the browser test's (tests/browser.py).
 """
 
 from __future__ import annotations
@@ -18,9 +19,13 @@ from mlflow.tracking import MlflowClient
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT / "src"))
+sys.path.insert(0, str(PROJECT_ROOT / "tests"))
 
-from mnist_study import browser  # noqa: E402  (after the path above)
+import browser  # noqa: E402  (after the paths above)
+from mnist_study import launch  # noqa: E402
+from mnist_study.paths import study_storage, tracking_uri  # noqa: E402
 from mnist_study.sweep.trials import BASELINE_ATTR, MLFLOW_RUN_ATTR  # noqa: E402
+from servers import free_port, serve  # noqa: E402
 
 # Wide enough for two runs side by side, tall enough that MLflow's inner scroll area needs no scrolling.
 VIEWPORT = (1280, 2600)
@@ -64,9 +69,10 @@ def compare_screenshot(tracking_uri: str, experiment: str, runs: list[Run], path
     client_experiment = MlflowClient(tracking_uri=tracking_uri).get_experiment_by_name(experiment)
     if client_experiment is None:
         raise SystemExit(f"no experiment {experiment!r} in {tracking_uri}")
-    port = browser.free_port()
+    port = free_port()
+    ui = launch.mlflow_ui(tracking_uri, port)
     with (
-        browser.serve(browser.mlflow_ui_command(tracking_uri, port), port, logs / "mlflow-ui.log") as base,
+        serve(ui.command, port, logs / "mlflow-ui.log", env=ui.environment) as base,
         browser.chromium_page(*VIEWPORT) as page,
     ):
         ids = [run.info.run_id for run in runs]
@@ -112,9 +118,9 @@ def compare_screenshot(tracking_uri: str, experiment: str, runs: list[Run], path
 
 def dashboard_screenshot(storage: str, study_name: str, path: Path, logs: Path) -> None:
     """optuna-dashboard's study page: history, importances and the best trial."""
-    port = browser.free_port()
+    port = free_port()
     with (
-        browser.serve(browser.dashboard_command(storage, port), port, logs / "dashboard.log") as base,
+        serve(launch.dashboard(storage, port).command, port, logs / "dashboard.log") as base,
         browser.chromium_page(1280, 1000) as page,
     ):
         browser.show_dashboard_trials(page, base, study_name)
@@ -126,9 +132,9 @@ def dashboard_screenshot(storage: str, study_name: str, path: Path, logs: Path) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tracking-uri", default=f"sqlite:///{PROJECT_ROOT}/mlflow.db")
+    parser.add_argument("--tracking-uri", default=tracking_uri())
     parser.add_argument("--experiment", default="mnist-mlp")
-    parser.add_argument("--storage", default=f"sqlite:///{PROJECT_ROOT}/optuna.db")
+    parser.add_argument("--storage", default=study_storage())
     parser.add_argument("--study", default="mnist-mlp")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs")
     args = parser.parse_args()
