@@ -122,6 +122,35 @@ def show_experiment(page: Page, url: str, parents: Sequence[str]) -> list[str]:
     return [name.inner_text().strip() for name in names.all()]
 
 
+_RUN_DATASETS = """() => {
+    const names = {};
+    const datasets = {};
+    for (const row of document.querySelectorAll('.ag-row')) {
+        const id = row.getAttribute('row-id');
+        const name = row.querySelector('[col-id="attributes.`Run Name`"] a');
+        if (name) names[id] = name.innerText.trim();
+        const cell = row.querySelector('[col-id="attributes.`Dataset`"]');
+        if (!cell) continue;
+        datasets[id] = [...cell.querySelectorAll('[data-testid="open-dataset-drawer"]')].map((button) => {
+            const tag = button.closest('span[title]').parentElement.querySelector('[role="status"]');
+            return [button.innerText.trim(), tag ? tag.innerText.trim() : ''];
+        });
+    }
+    return Object.fromEntries(Object.entries(names).map(([id, name]) => [name, datasets[id] || []]));
+}"""
+
+
+def run_datasets(page: Page) -> dict[str, list[tuple[str, str]]]:
+    """The runs table's Dataset column as a person reads it, every dataset shown (Expand rows pressed):
+    {run name: [("<dataset> (<digest>)", "<context>"), ...]}, for the runs on screen."""
+    expand = page.get_by_text("Expand rows", exact=True)
+    expand.click()
+    # Expanded, a cell lists each dataset on its own line; collapsed, it shows the first and "+N".
+    page.locator('[col-id="attributes.`Dataset`"].is-multiline-cell').first.wait_for()
+    shown = page.evaluate(_RUN_DATASETS)
+    return {name: [(label, context) for label, context in entries] for name, entries in shown.items()}
+
+
 def compare_runs(page: Page, run_names: Sequence[str]) -> None:
     """In the runs table, tick the named runs and press Compare; wait until the compare view shows them all."""
     for name in run_names:
