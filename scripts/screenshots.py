@@ -1,7 +1,8 @@
 """Take the README's screenshots from the project's default store and study (run: make screenshots).
 
 docs/compare.png: MLflow's compare view of the `baseline` run against the study's best variant (the best COMPLETE
-trial that is not the baseline's own configuration). docs/dashboard.png: optuna-dashboard's page for the study.
+trial that is not the baseline's own configuration). docs/datasets.png: the runs table with each run's datasets.
+docs/dashboard.png: optuna-dashboard's page for the study.
 Both servers are started as `make ui` and `make dashboard` start them (mnist_study.launch), on free loopback ports,
 and stopped afterwards; the page helpers are the browser test's (tests/browser.py).
 """
@@ -22,7 +23,7 @@ sys.path.insert(0, str(PROJECT_ROOT / "src"))
 sys.path.insert(0, str(PROJECT_ROOT / "tests"))
 
 import browser  # noqa: E402  (after the paths above)
-from mnist_study import launch  # noqa: E402
+from mnist_study import launch, ui_link  # noqa: E402
 from mnist_study.paths import study_storage, tracking_uri  # noqa: E402
 from mnist_study.sweep.trials import BASELINE_ATTR, MLFLOW_RUN_ATTR  # noqa: E402
 from servers import free_port, serve  # noqa: E402
@@ -116,6 +117,21 @@ def compare_screenshot(tracking_uri: str, experiment: str, runs: list[Run], path
         )
 
 
+def datasets_screenshot(tracking_uri: str, experiment_id: str, study_name: str, path: Path, logs: Path) -> None:
+    """The runs table, the study's trials expanded under its parent run, every run's datasets shown."""
+    port = free_port()
+    ui = launch.mlflow_ui(tracking_uri, port)
+    with (
+        serve(ui.command, port, logs / "mlflow-ui-datasets.log", env=ui.environment) as base,
+        browser.chromium_page(1440, 900) as page,
+    ):
+        browser.show_experiment(page, ui_link.experiment_url(base, experiment_id), parents=[study_name])
+        browser.close_assistant(page)
+        if not any(browser.run_datasets(page).values()):
+            raise RuntimeError("no run on screen lists a dataset: they were logged before runs logged datasets")
+        page.screenshot(path=path)
+
+
 def dashboard_screenshot(storage: str, study_name: str, path: Path, logs: Path) -> None:
     """optuna-dashboard's study page: history, importances and the best trial."""
     port = free_port()
@@ -148,8 +164,11 @@ def main() -> None:
     print(f"baseline {runs[0].info.run_id} vs trial {trial.number} ({run_id}): {trial.params}")
     with tempfile.TemporaryDirectory(prefix="screenshots-") as logs:
         compare_screenshot(args.tracking_uri, args.experiment, runs, args.out / "compare.png", Path(logs))
+        datasets_screenshot(
+            args.tracking_uri, experiment.experiment_id, args.study, args.out / "datasets.png", Path(logs)
+        )
         dashboard_screenshot(args.storage, args.study, args.out / "dashboard.png", Path(logs))
-    for name in ("compare.png", "dashboard.png"):
+    for name in ("compare.png", "datasets.png", "dashboard.png"):
         print(f"{args.out / name}: {(args.out / name).stat().st_size // 1024} KB")
 
 
