@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -170,6 +171,8 @@ def system_metrics(tracking: DictConfig, uri: str, run_id: str) -> Iterator[None
     # Imported only when asked for: MLflow's monitors import psutil (and probe for a GPU) when they load.
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
+    # Its start and stop notes (three INFO lines a run) would come between a sweep's one line per trial.
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
     monitor = SystemMetricsMonitor(run_id, sampling_interval=tracking.system_metrics_interval_s, tracking_uri=uri)
     monitor.start()
     try:
