@@ -20,11 +20,13 @@ from pathlib import Path
 
 from mnist_study.paths import TRACKING_VARIABLE, default_experiment, study_storage, tracking_uri
 from mnist_study.secrets import redact
+from mnist_study.serving import CHAMPION_ALIAS
 
 HOST = "127.0.0.1"
 # The environment's own bin/: the servers run from the same environment as this module.
 BIN = Path(sys.executable).parent
-DEFAULT_MODEL = f"models:/{default_experiment()}@champion"
+# The registered model's champion, which the report sets (its name is the experiment's).
+DEFAULT_MODEL = f"models:/{default_experiment()}@{CHAMPION_ALIAS}"
 DEFAULT_PORTS = {"ui": 5000, "serve": 5001, "dashboard": 8080}
 # MLflow 3's server starts job-execution consumers (GenAI scorers, each a full mlflow import) that viewing the
 # runs of this project never uses: off, for a faster start and far less memory.
