@@ -171,8 +171,9 @@ def system_metrics(tracking: DictConfig, uri: str, run_id: str) -> Iterator[None
     # Imported only when asked for: MLflow's monitors import psutil (and probe for a GPU) when they load.
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-    # Its start and stop notes (three INFO lines a run) would come between a sweep's one line per trial.
-    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
+    # Its notes (three INFO lines a run, and a warning with the store's error when a sample cannot be stored) would
+    # come between a sweep's one line per trial; the samples are best effort, the run's own logging is not.
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.ERROR)
     monitor = SystemMetricsMonitor(run_id, sampling_interval=tracking.system_metrics_interval_s, tracking_uri=uri)
     monitor.start()
     try:
