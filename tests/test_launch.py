@@ -112,7 +112,7 @@ def copy_of_the_lock(folder: Path) -> Path:
 def other_pythons() -> list[str]:
     """Interpreters on this machine that are not the lock's Python, and one that does not exist."""
     found = [shutil.which(f"python3.{minor}") for minor in (9, 10, 12, 13)]
-    return ["python3.99-not-installed", *(path for path in found if path and Path(path).resolve().exists())]
+    return ["python3.99-not-installed", *(path for path in found if path)]
 
 
 def test_make_names_a_python_that_is_not_the_locks(tmp_path: Path) -> None:
