@@ -53,7 +53,7 @@ def expected_digest(part: str, start: int, stop: int) -> str:
 
 
 def test_a_run_logs_its_three_splits_with_the_verified_digests(store: Path) -> None:
-    run = logged_run(store, "data.train_subset=null", "tracking.system_metrics=false")
+    run = logged_run(store, "data.train_subset=null")
     datasets = inputs_by_context(run)
     assert sorted(datasets) == ["test", "train", "validation"]
     expected = {
@@ -79,7 +79,7 @@ def test_a_run_logs_its_three_splits_with_the_verified_digests(store: Path) -> N
     # MLflow finds the source again, and it names the installed package's data file.
     source = mlflow.data.get_source(run.inputs.dataset_inputs[0])
     assert isinstance(source, MnistHubSource) and Path(source.load()).is_file()
-    # System metrics switched off: none.
+    # System metrics are off by default.
     assert not [key for key in run.data.metrics if key.startswith("system/")], run.data.metrics
 
 
@@ -116,8 +116,8 @@ def test_the_splits_have_the_rows_training_sees(overrides: dict) -> None:
     assert rows.get("validation", 0) == (0 if split.x_val is None else len(split.x_val))
 
 
-def test_system_metrics_are_sampled_into_every_run_by_default(store: Path) -> None:
-    run = logged_run(store, "tracking.system_metrics_interval_s=0.2", seconds=1.5)
+def test_system_metrics_are_sampled_into_the_run_when_asked(store: Path) -> None:
+    run = logged_run(store, "tracking.system_metrics=true", "tracking.system_metrics_interval_s=0.2", seconds=1.5)
     system = {key for key in run.data.metrics if key.startswith("system/")}
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= system, system
     history = MlflowClient(f"sqlite:///{store}/mlflow.db").get_metric_history(
