@@ -2,20 +2,23 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-# Use the machine's Python 3.11; never download an interpreter.
+# Use the machine's Python of the version uv.lock is for (its requires-python, "==3.11.*"); never download one.
+LOCK_PYTHON := $(shell sed -n 's/^requires-python = "==\([0-9]*\.[0-9]*\)\.\*"$$/\1/p' uv.lock)
+PYTHON ?= python$(LOCK_PYTHON)
 export UV_PYTHON_DOWNLOADS := never
-export UV_PYTHON := python3.11
-PYTHON ?= python3.11
+export UV_PYTHON = $(PYTHON)
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 VENV := .venv
 RUN := $(VENV)/bin/python
-# Where `make ui` and `make dashboard` listen (loopback only) and what the dashboard reads.
+# Where `make ui`, `make serve` and `make dashboard` listen (loopback only), which model `make serve` serves, and
+# (STORAGE=...) another study storage for the dashboard. Their stores follow the project's one rule
+# (src/mnist_study/paths.py): MLFLOW_TRACKING_URI / OPTUNA_STORAGE when set, mlflow.db / optuna.db otherwise.
 UI_PORT ?= 5000
 DASHBOARD_PORT ?= 8080
-# Where `make serve` answers, and which registered model version it serves.
 SERVE_PORT ?= 5001
-MODEL ?= models:/mnist-mlp@champion
-STORAGE ?= $(or $(OPTUNA_STORAGE),sqlite:///$(CURDIR)/optuna.db)
+MODEL ?=
+STORAGE ?=
+LAUNCH := $(RUN) -m mnist_study.launch
 
 .PHONY: help install baseline seed-replica sweep test lint format services services-stop postgresql bench ui dashboard serve screenshots slurm-cluster slurm-cluster-stop slurm-workers
 
@@ -27,12 +30,16 @@ help:
 	@echo "make bench     speed and pruning benchmarks (minutes; not part of make test)"
 	@echo "make services  a throwaway PostgreSQL + mlflow server on 127.0.0.1 for many workers (services-stop ends them)"
 	@echo "make slurm-workers N=3  the study's workers as a SLURM job array (make slurm-cluster: a one-node cluster here)"
-	@echo "make ui        the MLflow UI over the default store, on http://127.0.0.1:$(UI_PORT)"
-	@echo "make dashboard optuna-dashboard over the default study storage, on http://127.0.0.1:$(DASHBOARD_PORT)"
+	@echo "make ui        the MLflow UI over the study's store (MLFLOW_TRACKING_URI, else mlflow.db), on http://127.0.0.1:$(UI_PORT)"
+	@echo "make dashboard optuna-dashboard over the study (OPTUNA_STORAGE, else optuna.db), on http://127.0.0.1:$(DASHBOARD_PORT)"
 	@echo "make serve     the report's champion model (MODEL=...) answering POST /invocations on http://127.0.0.1:$(SERVE_PORT)"
 
 # The stamp is remade whenever the lock changes, so `git pull` followed by any target resyncs the environment.
+# A machine without that Python gets one line, not uv's resolution error.
 $(VENV)/.installed: pyproject.toml uv.lock
+	@$(PYTHON) -c 'import sys; sys.exit("%d.%d" % sys.version_info[:2] != "$(LOCK_PYTHON)")' 2>/dev/null || { \
+	  echo "make: uv.lock is for Python $(LOCK_PYTHON), and $(PYTHON) is $$(found=$$($(PYTHON) --version 2>/dev/null); echo "$${found:-not installed}"); fix: install Python $(LOCK_PYTHON) (apt-get install python$(LOCK_PYTHON)) or run make PYTHON=/path/to/python$(LOCK_PYTHON)" >&2; \
+	  exit 2; }
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 	$(UV) sync --frozen
 	@touch $@
@@ -99,27 +106,24 @@ slurm-workers: install
 	@mkdir -p outputs/slurm
 	sbatch --array=1-$(N) scripts/slurm/sweep-workers.sbatch $(EXPERIMENT) $(ARGS)
 
-# The MLflow UI over the project's default store (what a plain `mlflow ui` at the repository root shows), without
-# MLflow 3's job-execution consumers (GenAI scorers, unused here; each is a full mlflow import). It first prints the
-# study's experiment as a link that opens on its runs table: MLflow 3 opens an experiment on its GenAI overview in a
-# fresh browser (src/mnist_study/ui_link.py).
+# The MLflow UI over the project's store, without MLflow 3's job-execution consumers (GenAI scorers, unused here).
+# It first prints the study's experiment as a link that opens on its runs table: MLflow 3 opens an experiment on
+# its GenAI overview in a fresh browser (src/mnist_study/ui_link.py). With MLFLOW_TRACKING_URI naming an MLflow
+# server, that server already serves the UI: it prints the server's link and starts nothing.
 ui: install
-	@$(RUN) -m mnist_study.ui_link --tracking-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(UI_PORT)
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(UI_PORT)
+	@$(LAUNCH) ui --port $(UI_PORT)
 
-# optuna-dashboard over the sweep's storage (OPTUNA_STORAGE when set); STORAGE=... points it at another. The
-# dashboard takes the URL as an argument, so other users of the machine can read it with ps: prefer a URL without
-# a password there, with the password in ~/.pgpass.
+# optuna-dashboard over the study's storage; STORAGE=... points it at another. The dashboard takes the URL as an
+# argument, so other users of the machine can read it with ps: prefer a URL without a password there, with the
+# password in ~/.pgpass.
 dashboard: install
-	$(VENV)/bin/optuna-dashboard "$(STORAGE)" --host 127.0.0.1 --port $(DASHBOARD_PORT)
+	@$(LAUNCH) dashboard --port $(DASHBOARD_PORT) $(if $(STORAGE),--storage "$(STORAGE)")
 
 # The registered champion (set by `python src/report.py`) as a REST service, in this environment (no virtualenv is
-# built, nothing is downloaded; MLflow starts uvicorn by name, so .venv/bin goes first on PATH). Ask it with
+# built, nothing is downloaded). Ask it with
 # curl -s 127.0.0.1:$(SERVE_PORT)/invocations -H 'Content-Type: application/json' -d @request.json (README).
 serve: install
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MLFLOW_TRACKING_URI=sqlite:///$(CURDIR)/mlflow.db \
-	  $(VENV)/bin/mlflow models serve -m "$(MODEL)" \
-	  --env-manager local --host 127.0.0.1 --port $(SERVE_PORT)
+	@$(LAUNCH) serve --port $(SERVE_PORT) $(if $(MODEL),--model "$(MODEL)")
 
 # The README's screenshots (docs/*.png), taken from the default store and study by the browser test's helpers.
 screenshots: install

@@ -32,7 +32,6 @@ import argparse
 import contextlib
 import http.client
 import json
-import os
 import re
 import subprocess
 import sys
@@ -50,9 +49,13 @@ import numpy as np
 from common import ROOT, Stopwatches, median, print_table
 from mlflow.pyfunc import scoring_server
 
-from mnist_study.browser import free_port, model_server_command, serve
 from mnist_study.data import load_mnist
-from mnist_study.paths import DEFAULT_TRACKING_URI
+from mnist_study.launch import model_server as model_server_launch
+from mnist_study.paths import tracking_uri as default_tracking_uri
+
+# The tests' server helpers: start a server, wait until it answers, always stop it.
+sys.path.insert(0, str(ROOT / "tests"))
+from servers import free_port, serve
 
 # The tiny run trained when no --model is given: enough for a real model, in a minute.
 TINY_RUN = ("data.train_subset=2000", "train.epochs=1", "tracking.plots=false")
@@ -106,8 +109,9 @@ def model_server(model_uri: str, tracking_uri: str, log_path: Path) -> Iterator[
     RuntimeError with the server's log if it exits early or does not answer within START_TIMEOUT.
     """
     port = free_port()
-    env = {"MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-    with serve(model_server_command(model_uri, port), port, log_path, START_TIMEOUT, env):
+    launch = model_server_launch(model_uri, tracking_uri, port)
+    env = {**launch.environment, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    with serve(launch.command, port, log_path, START_TIMEOUT, env):
         yield "127.0.0.1", port
 
 
@@ -231,7 +235,7 @@ def main() -> None:
         scratch = Path(folder)
         if args.model:
             model_uri = args.model
-            tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+            tracking_uri = args.tracking_uri or default_tracking_uri()
         else:
             print("training a tiny run for its model ...", file=sys.stderr, flush=True)
             tracking_uri, model_uri = train_tiny_model(scratch)

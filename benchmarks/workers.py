@@ -35,12 +35,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+# The tests' server helpers (free_port) are the one place that finds a free port.
+sys.path.insert(0, str(ROOT / "tests"))
 
 import optuna  # noqa: E402
 
-from mnist_study.browser import free_port  # noqa: E402
 from mnist_study.sweep.storage import open_storage  # noqa: E402
 from mnist_study.sweep.trials import is_counted  # noqa: E402
+from servers import free_port  # noqa: E402
 
 SERVICES_SCRIPT = ROOT / "scripts" / "services.sh"
 CLUSTER_SCRIPT = ROOT / "scripts" / "slurm" / "cluster.sh"

@@ -1,6 +1,7 @@
 """Print the README's table of a study's COMPLETE trials: parameters, validation and test accuracy, seconds.
 
-`python scripts/results_table.py [--study mnist-mlp] [--storage sqlite:///optuna.db] [--tracking-uri ...]`. The
+`python scripts/results_table.py [--study mnist-mlp] [--storage URL] [--tracking-uri URI]`, over the
+project's stores by default (OPTUNA_STORAGE / MLFLOW_TRACKING_URI when set, optuna.db / mlflow.db otherwise). The
 study selects on `val_accuracy` only; `test_accuracy` is read from each trial's MLflow run, for the reader.
 """
 
@@ -16,7 +17,7 @@ import optuna
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from mnist_study.paths import PROJECT_ROOT
+from mnist_study.paths import study_storage, tracking_uri
 from mnist_study.sweep.storage import open_storage
 from mnist_study.sweep.trials import BASELINE_ATTR, MLFLOW_RUN_ATTR, trial_values
 
@@ -33,8 +34,8 @@ COLUMNS = (
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--study", default="mnist-mlp")
-    parser.add_argument("--storage", default=f"sqlite:///{PROJECT_ROOT / 'optuna.db'}")
-    parser.add_argument("--tracking-uri", default=f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}")
+    parser.add_argument("--storage", default=study_storage())
+    parser.add_argument("--tracking-uri", default=tracking_uri())
     args = parser.parse_args()
     study = optuna.load_study(study_name=args.study, storage=open_storage(args.storage))
     client = MlflowClient(args.tracking_uri)

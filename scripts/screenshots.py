@@ -1,8 +1,10 @@
 """Take the README's screenshots from the project's default store and study (run: make screenshots).
 
 docs/compare.png: MLflow's compare view of the `baseline` run against the study's best variant (the best COMPLETE
-trial that is not the baseline's own configuration). docs/dashboard.png: optuna-dashboard's page for the study.
-Both servers are started on free loopback ports and stopped afterwards; the helpers are the browser test's.
+trial that is not the baseline's own configuration). docs/datasets.png: the runs table with each run's datasets.
+docs/dashboard.png: optuna-dashboard's page for the study.
+Both servers are started as `make ui` and `make dashboard` start them (mnist_study.launch), on free loopback ports,
+and stopped afterwards; the page helpers are the browser test's (tests/browser.py).
 """
 
 from __future__ import annotations
@@ -18,9 +20,13 @@ from mlflow.tracking import MlflowClient
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT / "src"))
+sys.path.insert(0, str(PROJECT_ROOT / "tests"))
 
-from mnist_study import browser  # noqa: E402  (after the path above)
+import browser  # noqa: E402  (after the paths above)
+from mnist_study import launch, ui_link  # noqa: E402
+from mnist_study.paths import study_storage, tracking_uri  # noqa: E402
 from mnist_study.sweep.trials import BASELINE_ATTR, MLFLOW_RUN_ATTR  # noqa: E402
+from servers import free_port, serve  # noqa: E402
 
 # Wide enough for two runs side by side, tall enough that MLflow's inner scroll area needs no scrolling.
 VIEWPORT = (1280, 2600)
@@ -64,9 +70,10 @@ def compare_screenshot(tracking_uri: str, experiment: str, runs: list[Run], path
     client_experiment = MlflowClient(tracking_uri=tracking_uri).get_experiment_by_name(experiment)
     if client_experiment is None:
         raise SystemExit(f"no experiment {experiment!r} in {tracking_uri}")
-    port = browser.free_port()
+    port = free_port()
+    ui = launch.mlflow_ui(tracking_uri, port)
     with (
-        browser.serve(browser.mlflow_ui_command(tracking_uri, port), port, logs / "mlflow-ui.log") as base,
+        serve(ui.command, port, logs / "mlflow-ui.log", env=ui.environment) as base,
         browser.chromium_page(*VIEWPORT) as page,
     ):
         ids = [run.info.run_id for run in runs]
@@ -110,11 +117,26 @@ def compare_screenshot(tracking_uri: str, experiment: str, runs: list[Run], path
         )
 
 
+def datasets_screenshot(tracking_uri: str, experiment_id: str, study_name: str, path: Path, logs: Path) -> None:
+    """The runs table, the study's trials expanded under its parent run, every run's datasets shown."""
+    port = free_port()
+    ui = launch.mlflow_ui(tracking_uri, port)
+    with (
+        serve(ui.command, port, logs / "mlflow-ui-datasets.log", env=ui.environment) as base,
+        browser.chromium_page(1440, 900) as page,
+    ):
+        browser.show_experiment(page, ui_link.experiment_url(base, experiment_id), parents=[study_name])
+        browser.close_assistant(page)
+        if not any(browser.run_datasets(page).values()):
+            raise RuntimeError("no run on screen lists a dataset: they were logged before runs logged datasets")
+        page.screenshot(path=path)
+
+
 def dashboard_screenshot(storage: str, study_name: str, path: Path, logs: Path) -> None:
     """optuna-dashboard's study page: history, importances and the best trial."""
-    port = browser.free_port()
+    port = free_port()
     with (
-        browser.serve(browser.dashboard_command(storage, port), port, logs / "dashboard.log") as base,
+        serve(launch.dashboard(storage, port).command, port, logs / "dashboard.log") as base,
         browser.chromium_page(1280, 1000) as page,
     ):
         browser.show_dashboard_trials(page, base, study_name)
@@ -126,9 +148,9 @@ def dashboard_screenshot(storage: str, study_name: str, path: Path, logs: Path) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tracking-uri", default=f"sqlite:///{PROJECT_ROOT}/mlflow.db")
+    parser.add_argument("--tracking-uri", default=tracking_uri())
     parser.add_argument("--experiment", default="mnist-mlp")
-    parser.add_argument("--storage", default=f"sqlite:///{PROJECT_ROOT}/optuna.db")
+    parser.add_argument("--storage", default=study_storage())
     parser.add_argument("--study", default="mnist-mlp")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs")
     args = parser.parse_args()
@@ -142,8 +164,11 @@ def main() -> None:
     print(f"baseline {runs[0].info.run_id} vs trial {trial.number} ({run_id}): {trial.params}")
     with tempfile.TemporaryDirectory(prefix="screenshots-") as logs:
         compare_screenshot(args.tracking_uri, args.experiment, runs, args.out / "compare.png", Path(logs))
+        datasets_screenshot(
+            args.tracking_uri, experiment.experiment_id, args.study, args.out / "datasets.png", Path(logs)
+        )
         dashboard_screenshot(args.storage, args.study, args.out / "dashboard.png", Path(logs))
-    for name in ("compare.png", "dashboard.png"):
+    for name in ("compare.png", "datasets.png", "dashboard.png"):
         print(f"{args.out / name}: {(args.out / name).stat().st_size // 1024} KB")
 
 

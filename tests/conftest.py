@@ -17,7 +17,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from mnist_study.browser import free_port
+from servers import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RUN_PY = PROJECT_ROOT / "src" / "run.py"

@@ -13,7 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import run_cli, store_overrides
-from mnist_study.browser import free_port
+from servers import free_port
 
 
 def only_run(folder: Path) -> tuple[MlflowClient, object]:

@@ -1,7 +1,7 @@
 """Serving a run's model: a real `mlflow models serve` on loopback answers as the model does in-process.
 
 One tiny run is trained through the CLI into a temporary store; its logged model (`runs:/<run id>/model`) is
-served with `--env-manager local`, exactly as `make serve` serves the champion, and real MNIST test images are
+served by `make serve MODEL=...` with `MLFLOW_TRACKING_URI` naming the store, and real MNIST test images are
 posted to `/invocations` as JSON. The server's digits must equal those of `mlflow.pyfunc.load_model(...)` in this
 process, and its probabilities must match theirs.
 """
@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from conftest import run_cli, store_overrides
-from mnist_study.browser import free_port, model_server_command, serve
 from mnist_study.data import load_mnist
+from servers import free_port, make_target, serve
 
 pytestmark = pytest.mark.slow
 
@@ -64,11 +64,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
 
 @pytest.fixture(scope="module")
 def server(trained: TrainedRun) -> Iterator[str]:
-    """`mlflow models serve` of the run's model on a free loopback port; yields its base URL, then stops it."""
+    """`make serve` of the run's model, its store named by MLFLOW_TRACKING_URI alone, on a free loopback port;
+    yields its base URL, then stops it."""
     port = free_port()
     env = {"MLFLOW_TRACKING_URI": trained.tracking_uri, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-    log_path = trained.folder / "serve.log"
-    with serve(model_server_command(trained.model_uri, port), port, log_path, START_TIMEOUT, env) as url:
+    command = make_target("serve", MODEL=trained.model_uri, SERVE_PORT=port)
+    with serve(command, port, trained.folder / "serve.log", START_TIMEOUT, env) as url:
         yield url
 
 

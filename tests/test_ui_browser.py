@@ -9,8 +9,6 @@ temporary folder (the path is printed).
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +18,14 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from conftest import PROJECT_ROOT, run_cli, store_overrides
-from mnist_study import browser, ui_link
-from mnist_study.paths import DEFAULT_TRACKING_URI, default_experiment
+import browser
+from conftest import run_cli, store_overrides
+from mnist_study import ui_link
+from mnist_study.dataset_inputs import CONTEXT_TAG
+from mnist_study.paths import STORAGE_VARIABLE, TRACKING_VARIABLE, default_experiment
 from mnist_study.plots import CONFUSION_ARTIFACT, CURVES_ARTIFACT
 from mnist_study.tracking import get_or_create_experiment
+from servers import free_port, make_target, serve
 
 # The tests over a built study: they train (slow) and open Chromium. The link's own tests need neither.
 needs_study = pytest.mark.slow
@@ -101,37 +102,11 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     print(f"\nscreenshots: {folder}")
 
 
-def print_link(tracking_uri: str, port: int) -> str:
-    """The link `make ui` prints for an MLflow UI on `port` over `tracking_uri`: its recipe's own command."""
-    result = subprocess.run(
-        [sys.executable, "-m", "mnist_study.ui_link", "--tracking-uri", tracking_uri, "--port", str(port)],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    urls = re.findall(r"http://\S+", result.stdout)
-    assert len(urls) == 1, result.stdout
-    return urls[0]
-
-
-def test_make_ui_prints_the_link_for_the_store_it_serves() -> None:
-    """`make ui` prints the link with ui_link over the very store and port its `mlflow ui` serves."""
-    recipe = subprocess.run(
-        ["make", "--no-print-directory", "-n", "ui", "UI_PORT=5123"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    (link,) = [line for line in recipe.splitlines() if "-m mnist_study.ui_link" in line]
-    (serve,) = [line for line in recipe.splitlines() if " ui --backend-store-uri " in line]
-    assert recipe.index(link) < recipe.index(serve), recipe
-    store = re.search(r"--backend-store-uri (\S+)", serve)
-    assert store is not None and f"--tracking-uri {store.group(1)} " in link, recipe
-    assert store.group(1) == DEFAULT_TRACKING_URI, recipe
-    assert "--port 5123" in link and "--port 5123" in serve, recipe
+def printed_link(log_path: Path) -> str:
+    """The link `make ui` printed before its UI started (the first lines of its log)."""
+    links = re.findall(r"^  (http://\S+)$", log_path.read_text(), flags=re.MULTILINE)
+    assert len(links) == 1, log_path.read_text()[-3000:]
+    return links[0]
 
 
 def test_the_link_waits_for_the_sweep_then_opens_the_runs(tmp_path: Path) -> None:
@@ -213,20 +188,37 @@ def test_a_person_follows_the_link_to_the_runs_the_comparison_and_the_models(
     study: BuiltStudy, screenshots: Path
 ) -> None:
     baseline, best = study.runs["baseline"], study.best_variant()
-    port = browser.free_port()
-    link = print_link(study.tracking_uri, port)
-    command = browser.mlflow_ui_command(study.tracking_uri, port)
+    port = free_port()
+    # `make ui` as a person runs it, its store named by MLFLOW_TRACKING_URI alone.
+    log_path = study.folder / "mlflow-ui.log"
     with (
-        browser.serve(command, port, study.folder / "mlflow-ui.log") as base,
+        serve(
+            make_target("ui", UI_PORT=port), port, log_path, env={TRACKING_VARIABLE: study.tracking_uri}
+        ) as base,
         browser.chromium_page(*SCREEN) as page,
     ):
-        assert link == ui_link.ui_link(base, study.tracking_uri).url
+        link = printed_link(log_path)
         assert link == ui_link.experiment_url(base, study.experiment_id)
         # A fresh browser at the printed link: the runs table, not MLflow 3's GenAI overview.
         listed = browser.show_experiment(page, link, parents=[STUDY])
         browser.close_assistant(page)
         page.screenshot(path=screenshots / "experiment.png")
         assert {"baseline", STUDY, "trial-0", "trial-1", "trial-2"} <= set(listed), listed
+
+        # The Dataset column names each training run's three splits, with the digests and contexts it logged.
+        shown = browser.run_datasets(page)
+        page.screenshot(path=screenshots / "datasets.png")
+        for name in ("baseline", "trial-0", "trial-1", "trial-2"):
+            logged = [
+                (f"{item.dataset.name} ({item.dataset.digest})", tag.value)
+                for item in study.runs[name].inputs.dataset_inputs
+                for tag in item.tags
+                if tag.key == CONTEXT_TAG
+            ]
+            assert len(logged) == 3, (name, logged)
+            assert sorted((label, context.lower()) for label, context in shown[name]) == sorted(logged), name
+        assert shown[STUDY] == [], shown[STUDY]  # The parent run trains nothing.
+        page.get_by_text("Expand rows", exact=True).click()  # Back to one line per run for the rest.
 
         # Tick the baseline and the best variant, press Compare.
         runs = (baseline, best)
@@ -256,9 +248,11 @@ def test_a_person_follows_the_link_to_the_runs_the_comparison_and_the_models(
 @needs_chromium
 def test_optuna_dashboard_lists_the_trials(study: BuiltStudy, screenshots: Path) -> None:
     trials = optuna.load_study(study_name=STUDY, storage=study.storage).get_trials()
-    port = browser.free_port()
-    command = browser.dashboard_command(study.storage, port)
-    with browser.serve(command, port, study.folder / "dashboard.log") as base, browser.chromium_page() as page:
+    port = free_port()
+    # `make dashboard` as a person runs it, the study's storage named by OPTUNA_STORAGE alone.
+    command = make_target("dashboard", DASHBOARD_PORT=port)
+    env = {STORAGE_VARIABLE: study.storage}
+    with serve(command, port, study.folder / "dashboard.log", env=env) as base, browser.chromium_page() as page:
         shown = browser.show_dashboard_trials(page, base, STUDY)
         page.screenshot(path=screenshots / "dashboard_trials.png")
     assert shown == [f"Trial {trial.number}" for trial in trials]

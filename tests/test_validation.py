@@ -50,6 +50,9 @@ def test_baseline_config_is_valid() -> None:
         ("objective=test_accuracy", "objective"),
         ("tracking.uri=mlflow.db", "tracking.uri"),
         ("tracking.uri=ftp://host/db", "tracking.uri"),
+        ("tracking.system_metrics=yes", "tracking.system_metrics"),
+        ("tracking.system_metrics_interval_s=0", "tracking.system_metrics_interval_s"),
+        ("tracking.system_metrics_interval_s=true", "tracking.system_metrics_interval_s"),
     ],
 )
 def test_bad_value_names_its_key(override: str, key: str) -> None:

@@ -130,9 +130,12 @@ def check_tracking(cfg: DictConfig) -> None:
     named = isinstance(experiment, str) and experiment != ""
     require(named, "tracking.experiment", experiment, "a non-empty name")
     require(isinstance(uri, str) and "://" in uri, "tracking.uri", uri, "a URI such as sqlite:///abs/mlflow.db")
-    for key in ("plots", "log_model"):
+    for key in ("plots", "log_model", "system_metrics"):
         value = cfg.tracking[key]
         require(isinstance(value, bool), f"tracking.{key}", value, "true or false")
+    interval = cfg.tracking.system_metrics_interval_s
+    sampled = isinstance(interval, int | float) and not isinstance(interval, bool) and interval > 0
+    require(sampled, "tracking.system_metrics_interval_s", interval, "a number of seconds > 0")
     scheme = uri.split("://", 1)[0]
     if scheme == "sqlite":
         check_writable_parent(uri.removeprefix("sqlite:///"), "tracking.uri", uri)

@@ -26,6 +26,8 @@ ADDED_KEYS: dict[str, Any] = {
     "train.inter_op_threads": None,
     "tracking.plots": True,
     "tracking.log_model": False,
+    "tracking.system_metrics": False,
+    "tracking.system_metrics_interval_s": 10,
 }
 # Config groups that build their object from `_target_`; a run logged before that key existed names its option
 # by `name` (the optimizer) or used the group's only option.

@@ -1,7 +1,14 @@
-"""Where the project lives, so every working directory logs to and reads from the same places."""
+"""Where the project lives and where its stores are, so every command and working directory uses the same ones.
+
+The rule for the two stores, defined here once: the environment's `MLFLOW_TRACKING_URI` (MLflow's own variable)
+and `OPTUNA_STORAGE` when set, the repository's own `mlflow.db` and `optuna.db` otherwise. The configs read it
+through the `${tracking_uri:}` and `${study_storage:}` resolvers; `make ui`, `make serve` and `make dashboard`
+(`mnist_study.launch`), `src/predict.py` and the report call the functions below.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -9,10 +16,24 @@ from omegaconf import OmegaConf
 # src/mnist_study/paths.py -> the repository root.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-
-# The project's default MLflow store (conf/tracking/mlflow.yaml's `uri`): what `make ui` serves and
-# `src/predict.py` reads unless told otherwise.
+# The environment variables that point every command at shared stores (`make services`, docs/scaling.md).
+TRACKING_VARIABLE = "MLFLOW_TRACKING_URI"
+STORAGE_VARIABLE = "OPTUNA_STORAGE"
+# The repository's own stores, used when those variables are not set: MLflow's default SQLite file (what a plain
+# `mlflow ui` at the repository root shows) and the study's SQLite file, both absolute so that any working
+# directory logs to the same place.
 DEFAULT_TRACKING_URI = f"sqlite:///{PROJECT_ROOT}/mlflow.db"
+DEFAULT_STORAGE = f"sqlite:///{PROJECT_ROOT}/optuna.db"
+
+
+def tracking_uri() -> str:
+    """The MLflow store: `MLFLOW_TRACKING_URI` when set (and not empty), else the repository's `mlflow.db`."""
+    return os.environ.get(TRACKING_VARIABLE) or DEFAULT_TRACKING_URI
+
+
+def study_storage() -> str:
+    """The Optuna storage: `OPTUNA_STORAGE` when set (and not empty), else the repository's `optuna.db`."""
+    return os.environ.get(STORAGE_VARIABLE) or DEFAULT_STORAGE
 
 
 def default_experiment() -> str:
@@ -28,9 +49,15 @@ def portable(text: str) -> str:
 
 
 def register_resolvers() -> None:
-    """Make `${project_root:}` usable in configs (for absolute storage, tracking and cache paths)."""
-    if not OmegaConf.has_resolver("project_root"):
-        OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
+    """Make `${project_root:}`, `${tracking_uri:}` and `${study_storage:}` usable in configs. The store resolvers
+    read the environment each time they are resolved (OmegaConf caches no custom resolver unless asked)."""
+    for name, resolver in (
+        ("project_root", lambda: str(PROJECT_ROOT)),
+        ("tracking_uri", tracking_uri),
+        ("study_storage", study_storage),
+    ):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
 
 
 register_resolvers()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -18,6 +19,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_study.dataset_inputs import log_datasets
 from mnist_study.provenance import environment_tags
 from mnist_study.secrets import redact
 
@@ -141,7 +143,9 @@ def tracked_run(cfg: DictConfig, run_name: str, tags: Mapping[str, str] | None =
         for start in range(0, len(params), PARAMS_PER_BATCH):
             client.log_batch(run.info.run_id, params=params[start : start + PARAMS_PER_BATCH])
         client.log_text(run.info.run_id, redact(OmegaConf.to_yaml(cfg, resolve=True)), "config.yaml")
-        yield tracked
+        log_datasets(client, run.info.run_id, cfg.data)
+        with system_metrics(cfg.tracking, client.tracking_uri, run.info.run_id):
+            yield tracked
         # Queued epoch metrics must be stored before the run is closed; a failed write fails the run.
         tracked.flush()
     except KeyboardInterrupt:
@@ -154,6 +158,28 @@ def tracked_run(cfg: DictConfig, run_name: str, tags: Mapping[str, str] | None =
         raise
     else:
         client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+
+@contextlib.contextmanager
+def system_metrics(tracking: DictConfig, uri: str, run_id: str) -> Iterator[None]:
+    """MLflow's own system metrics (`system/cpu_utilization_percentage`, memory, disk, network; GPU where there is
+    one) sampled into the run every `tracking.system_metrics_interval_s` seconds while it trains, when
+    `tracking.system_metrics` is true. The sampler is stopped, and its last samples stored, before the run ends."""
+    if not tracking.system_metrics:
+        yield
+        return
+    # Imported only when asked for: MLflow's monitors import psutil (and probe for a GPU) when they load.
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    # Its notes (three INFO lines a run, and a warning with the store's error when a sample cannot be stored) would
+    # come between a sweep's one line per trial; the samples are best effort, the run's own logging is not.
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.ERROR)
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=tracking.system_metrics_interval_s, tracking_uri=uri)
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()
 
 
 def _flush_quietly(tracked: TrackedRun) -> None:

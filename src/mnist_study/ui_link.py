@@ -5,12 +5,11 @@ remembered per browser: clicking the experiment there opens a GenAI overview ("T
 `workflowType=machine_learning` opens the Model training view whatever the browser remembers. The experiment's id
 is read from the store without starting the UI (a SQLite store is only read, never created or migrated).
 
-Run: python -m mnist_study.ui_link [--tracking-uri URI] [--experiment NAME] [--port PORT]
+Printed by `python -m mnist_study.launch ui` (make ui) before the UI starts.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sqlite3
 from pathlib import Path
@@ -69,18 +68,3 @@ def ui_link(base: str, tracking_uri: str = DEFAULT_TRACKING_URI, name: str | Non
     if stage != "active":
         return UiLink(f"{base}/", None, f"(experiment {name!r} is deleted: restore it from the UI's trash)")
     return UiLink(experiment_url(base, experiment_id), experiment_id, f"on the runs of experiment {name!r}")
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI)
-    parser.add_argument("--experiment", default=None, help="default: conf/tracking/mlflow.yaml's experiment")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=5000)
-    args = parser.parse_args(argv)
-    link = ui_link(f"http://{args.host}:{args.port}", args.tracking_uri, args.experiment)
-    print(f"MLflow UI {link.note}:\n  {link.url}", flush=True)
-
-
-if __name__ == "__main__":
-    main()

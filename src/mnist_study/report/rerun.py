@@ -21,7 +21,7 @@ from omegaconf import open_dict
 
 from mnist_study import logged_config
 from mnist_study.metrics import FINAL_METRICS, HISTORY_METRICS
-from mnist_study.paths import DEFAULT_TRACKING_URI, PROJECT_ROOT
+from mnist_study.paths import PROJECT_ROOT, tracking_uri
 
 DIFFERS_EXIT = 3
 # Metrics as `{name: {step: value}}`; final metrics sit at step 0, history metrics at step = epoch.
@@ -131,10 +131,10 @@ def rerun_in_subprocess(tracking_uri: str, run_id: str, timeout: float = 3600) -
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI)
+    parser.add_argument("--tracking-uri", default=None, help="default: the project's rule (mnist_study.paths)")
     parser.add_argument("run_id")
     args = parser.parse_args(argv)
-    result = rerun_here(args.tracking_uri, args.run_id)
+    result = rerun_here(args.tracking_uri or tracking_uri(), args.run_id)
     print(result.verdict, file=sys.stderr)
     print(json.dumps(asdict(result)), flush=True)
     return 0 if result.identical else DIFFERS_EXIT

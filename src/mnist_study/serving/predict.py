@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, NoReturn
 import numpy as np
 
 from mnist_study.checks import unreachable
-from mnist_study.paths import DEFAULT_TRACKING_URI, default_experiment
+from mnist_study.paths import default_experiment
+from mnist_study.paths import tracking_uri as default_tracking_uri
 from mnist_study.secrets import redact
 from mnist_study.serving import CHAMPION_ALIAS, MODEL_ID_TAG
 from mnist_study.serving.images import ImageError, load_digits
@@ -156,8 +157,8 @@ def predict(arguments: argparse.Namespace) -> int:
 
 
 def tracking_uri(flag: str | None) -> str:
-    """The store to read: the flag, else `MLFLOW_TRACKING_URI`, else the project's default sqlite store."""
-    return flag or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    """The store to read: the flag, else the project's rule (`MLFLOW_TRACKING_URI`, else its mlflow.db)."""
+    return flag or default_tracking_uri()
 
 
 def open_store(uri: str, model_uri: str) -> MlflowClient:

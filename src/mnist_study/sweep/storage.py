@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mnist_study.checks import ConfigError, check_writable_parent, require
+from mnist_study.paths import STORAGE_VARIABLE
 from mnist_study.secrets import redact
 
 if TYPE_CHECKING:
@@ -36,7 +37,6 @@ def journal_path(url: str) -> str | None:
 
 # Storage URLs whose password a job override hides, by their hidden form (see `shareable`).
 _HIDDEN: dict[str, str] = {}
-STORAGE_VARIABLE = "OPTUNA_STORAGE"
 
 
 def shareable(url: str) -> str:

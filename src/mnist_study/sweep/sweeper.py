@@ -120,7 +120,7 @@ class StudySweeper:
                 )
         parent.log_space(space.described())
         Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
-        # Unresolved, so a URL from the environment stays `${oc.env:...}`; one typed in clear is redacted.
+        # Unresolved, so a URL from the environment stays `${study_storage:}`; one typed in clear is redacted.
         (Path(config.hydra.sweep.dir) / "multirun.yaml").write_text(redact(OmegaConf.to_yaml(config)))
         status = RunStatus.FAILED
         try:

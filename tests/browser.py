@@ -1,8 +1,9 @@
-"""Look at the study as a person does: `mlflow ui` and optuna-dashboard on loopback, driven by headless Chromium.
+"""Look at the study as a person does: MLflow's UI and optuna-dashboard, driven by headless Chromium.
 
-Shared by the browser test (tests/test_ui_browser.py) and the README screenshots (scripts/screenshots.py). Uses
-Debian's Chromium through Playwright's Python client; nothing here downloads a browser. Playwright is a development
-dependency, so it is imported only where a page is opened.
+Test tooling, not product: shared by the browser test (tests/test_ui_browser.py) and the README screenshots
+(scripts/screenshots.py); the servers themselves are started as `make ui` / `make dashboard` start them (see
+tests/servers.py). Uses Debian's Chromium through Playwright's Python client; nothing here downloads a browser.
+Playwright is a development dependency, so it is imported only where a page is opened.
 """
 
 from __future__ import annotations
@@ -10,18 +11,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -39,107 +31,8 @@ CHROMIUM_ARGS = (
     "--disable-component-update",
     "--disable-sync",
 )
-BIN = Path(sys.executable).parent
-# The servers run on a closed machine: MLflow's usage telemetry could only fail, so it is switched off. MLflow 3
-# also starts several job-execution consumers (GenAI scorers; each a full mlflow import) that viewing runs never
-# uses: off, for a faster start and far less memory.
-QUIET_SERVERS = {
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "DO_NOT_TRACK": "true",
-    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-}
 # Rendering waits are generous: on a busy 2-core machine the first paint of MLflow's React bundle takes seconds.
 WAIT_MS = 60_000
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextlib.contextmanager
-def serve(
-    command: Sequence[str],
-    port: int,
-    log_path: Path,
-    timeout: float = 120,
-    env: Mapping[str, str] | None = None,
-) -> Iterator[str]:
-    """Start a web server (its own process group), wait until it answers on `port`, yield its base URL, stop it.
-
-    `env` adds to the environment. The environment's bin/ comes first on PATH: `mlflow models serve` starts
-    `uvicorn` by name. Raises RuntimeError with the server's log when it exits early or does not answer within
-    `timeout` seconds.
-    """
-    url = f"http://127.0.0.1:{port}"
-    path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
-    with open(log_path, "wb") as log:
-        # A session of its own, so that stopping it also stops the worker processes it forks (uvicorn, gunicorn).
-        process = subprocess.Popen(
-            list(command),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env={**os.environ, **QUIET_SERVERS, "PATH": path, **(env or {})},
-        )
-        try:
-            _wait_until_up(process, url, log_path, timeout)
-            yield url
-        finally:
-            _stop(process)
-
-
-def _wait_until_up(process: subprocess.Popen[bytes], url: str, log_path: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url}: server exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=5):
-                return
-        except urllib.error.HTTPError:
-            return  # It answers, if not with 200 at "/": the server is up.
-        except (urllib.error.URLError, OSError):
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{url}: no answer after {timeout:.0f}s:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.5)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's process group, then SIGKILL it if it lingers."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=15)
-
-
-def mlflow_ui_command(tracking_uri: str, port: int) -> list[str]:
-    """`mlflow ui` on loopback over `tracking_uri`, with one worker (it serves one browser)."""
-    return [
-        *(str(BIN / "mlflow"), "ui", "--backend-store-uri", tracking_uri),
-        *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
-    ]
-
-
-def model_server_command(model_uri: str, port: int) -> list[str]:
-    """`mlflow models serve` of one model on loopback, in this environment (no virtualenv built, no download)."""
-    return [
-        *(str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local"),
-        *("--host", "127.0.0.1", "--port", str(port)),
-    ]
-
-
-def dashboard_command(storage: str, port: int) -> list[str]:
-    """optuna-dashboard on loopback over the study's storage."""
-    return [str(BIN / "optuna-dashboard"), storage, "--host", "127.0.0.1", "--port", str(port), "--quiet"]
 
 
 @contextlib.contextmanager
@@ -227,6 +120,35 @@ def show_experiment(page: Page, url: str, parents: Sequence[str]) -> list[str]:
     # Children render a moment after the click: wait until the table has grown past the top-level rows.
     page.wait_for_function(f"n => document.querySelectorAll({json.dumps(RUN_NAMES)}).length > n", arg=len(parents))
     return [name.inner_text().strip() for name in names.all()]
+
+
+_RUN_DATASETS = """() => {
+    const names = {};
+    const datasets = {};
+    for (const row of document.querySelectorAll('.ag-row')) {
+        const id = row.getAttribute('row-id');
+        const name = row.querySelector('[col-id="attributes.`Run Name`"] a');
+        if (name) names[id] = name.innerText.trim();
+        const cell = row.querySelector('[col-id="attributes.`Dataset`"]');
+        if (!cell) continue;
+        datasets[id] = [...cell.querySelectorAll('[data-testid="open-dataset-drawer"]')].map((button) => {
+            const tag = button.closest('span[title]').parentElement.querySelector('[role="status"]');
+            return [button.innerText.trim(), tag ? tag.innerText.trim() : ''];
+        });
+    }
+    return Object.fromEntries(Object.entries(names).map(([id, name]) => [name, datasets[id] || []]));
+}"""
+
+
+def run_datasets(page: Page) -> dict[str, list[tuple[str, str]]]:
+    """The runs table's Dataset column as a person reads it, every dataset shown (Expand rows pressed):
+    {run name: [("<dataset> (<digest>)", "<context>"), ...]}, for the runs on screen."""
+    expand = page.get_by_text("Expand rows", exact=True)
+    expand.click()
+    # Expanded, a cell lists each dataset on its own line; collapsed, it shows the first and "+N".
+    page.locator('[col-id="attributes.`Dataset`"].is-multiline-cell').first.wait_for()
+    shown = page.evaluate(_RUN_DATASETS)
+    return {name: [(label, context) for label, context in entries] for name, entries in shown.items()}
 
 
 def compare_runs(page: Page, run_names: Sequence[str]) -> None:
