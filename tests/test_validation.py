@@ -125,6 +125,8 @@ def test_a_bad_end_of_a_plain_key_is_named_after_good_ones() -> None:
 def sweep_settings(**changes: object) -> SweepSettings:
     """The sweeper's default settings (conf/hydra/sweeper/mnist_study.yaml) with `changes`."""
     defaults = OmegaConf.to_container(OmegaConf.load(CONF / "hydra" / "sweeper" / "mnist_study.yaml"))
+    # Hydra consumes its own keys (`_target_`, `_recursive_`) to build the sweeper; the rest are its arguments.
+    defaults = {key: value for key, value in defaults.items() if not key.startswith("_")}
     return SweepSettings.from_hydra({**defaults, **changes})
 
 
