@@ -6,7 +6,7 @@ version of the registered model named after the MLflow experiment, tagged with w
 seeds when the report re-scores: see `rescore`) among those the report finds better than the baseline at 95 %
 (Holm); if none is, to the baseline. The test set only decides whether a variant is better, never which; the seed
 replica (fit on test) is never registered. Running the report again registers its own refits and moves the
-aliases by the same rule.
+aliases by the same rule; a refit it reused keeps the version an earlier report on the study made for it.
 """
 
 from __future__ import annotations
