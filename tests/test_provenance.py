@@ -51,21 +51,32 @@ def git(folder: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, check=True).stdout.strip()
 
 
-def test_the_code_version_is_the_commit_and_a_digest_of_uncommitted_changes(tmp_path: Path) -> None:
+def test_the_code_version_is_the_code_tree_and_a_digest_of_its_uncommitted_changes(tmp_path: Path) -> None:
     version = code_version.__wrapped__  # Uncached: the work tree changes within this test.
     git(tmp_path, "init", "-q")
-    (tmp_path / "train.py").write_text("epochs = 5\n")
-    git(tmp_path, "add", "train.py")
-    git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "first")
-    commit = git(tmp_path, "rev-parse", "HEAD")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "train.py").write_text("epochs = 5\n")
+    (tmp_path / "README.md").write_text("How to train.\n")
+    commit(tmp_path, "first")
+    tree = git(tmp_path, "rev-parse", "HEAD:src")
     clean = version(tmp_path)
-    assert clean.startswith(f"{commit};python=")
-    (tmp_path / "notes.txt").write_text("untracked files are not code the run imports\n")
+    assert clean.startswith(f"{tree};python=")
+    # Documents, tests and untracked files are not code a run imports: neither changes nor commits of them count.
+    (tmp_path / "notes.txt").write_text("untracked\n")
+    (tmp_path / "README.md").write_text("How to train, better.\n")
     assert version(tmp_path) == clean
-    (tmp_path / "train.py").write_text("epochs = 6\n")
+    commit(tmp_path, "the README only")
+    assert version(tmp_path) == clean
+    (tmp_path / "src" / "train.py").write_text("epochs = 6\n")
     six = version(tmp_path)
-    (tmp_path / "train.py").write_text("epochs = 7\n")
+    (tmp_path / "src" / "train.py").write_text("epochs = 7\n")
     seven = version(tmp_path)
-    assert six.startswith(f"{commit}+") and seven.startswith(f"{commit}+")
-    assert len({clean, six, seven}) == 3
+    assert six.startswith(f"{tree}+") and seven.startswith(f"{tree}+")
+    commit(tmp_path, "seven epochs")
+    assert len({clean, six, seven, version(tmp_path)}) == 4
     assert version(tmp_path / "nowhere") == "unknown"
+
+
+def commit(folder: Path, message: str) -> None:
+    git(folder, "add", "-A")
+    git(folder, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", message)

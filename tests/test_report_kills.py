@@ -111,6 +111,7 @@ class Step:
     output: str
     report_run_id: str
     finished_refits: set[str]
+    running: int
     aliases: dict[str, str]
     versions: int
 
@@ -169,9 +170,10 @@ def version_count(client: MlflowClient) -> int:
 def record(story: Story, name: str, report: Report, code: int) -> None:
     client = story.client
     finished = {run.info.run_id for run in refit_runs(client) if run.info.status == "FINISHED"}
+    running = sum(run.info.status == "RUNNING" for run in all_runs(client))
     newest = report_runs(client)[-1].info.run_id
     story.steps.append(
-        Step(name, code, report.output, newest, finished, alias_runs(client), version_count(client))
+        Step(name, code, report.output, newest, finished, running, alias_runs(client), version_count(client))
     )
 
 
@@ -249,7 +251,10 @@ def test_nothing_is_left_running_and_every_stray_says_which_report_closed_it(sto
             assert run.data.tags[CLOSED_BY_TAG] in reports, run.info.run_name
     # The refit killed during training is among them.
     assert any(run.info.status == "KILLED" for run in refit_runs(client))
-    assert "closed 2 run(s) a killed report left RUNNING" in story.steps[1].output
+    assert story.steps[0].running == 2  # The report run and the refit it was training.
+    for before, after in itertools.pairwise(story.steps):
+        if before.running:
+            assert f"closed {before.running} run(s) a killed report left RUNNING" in after.output, after.name
 
 
 def test_every_restart_reused_every_refit_that_had_finished_and_none_was_trained_twice(story: Story) -> None:

@@ -23,6 +23,8 @@ from mnist_study.paths import PROJECT_ROOT
 
 # The libraries whose versions decide a run's numbers.
 PACKAGES = ("tensorflow", "keras", "hydra-core", "optuna", "mlflow", "numpy", "pandas")
+# The folder of the code a run imports (the configs are in the key as resolved values).
+CODE_FOLDER = "src"
 # The tag every run carries its key in (see `run_key`).
 RUN_KEY_TAG = "run.key"
 # Config keys that say where a run logs, what it is called, what it prints or where a cache lies, and so never
@@ -52,18 +54,22 @@ def git_state() -> tuple[str, bool]:
 
 @functools.cache
 def code_version(root: Path = PROJECT_ROOT) -> str:
-    """The commit, with a digest of the uncommitted changes to tracked files when there are any, and the Python
-    and library versions: what the code that runs is (`unknown` outside a git work tree)."""
+    """The code a run imports: git's id of the `src/` tree at HEAD, with a digest of its uncommitted changes when
+    there are any, and the Python and library versions (`unknown` outside a git work tree).
+
+    The tree, not the commit: a commit of documents or tests alone leaves every run's numbers as they were,
+    so it leaves the code version as it was too.
+    """
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        tree = subprocess.run(
+            ["git", "rev-parse", f"HEAD:{CODE_FOLDER}"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
         changes = subprocess.run(
-            ["git", "diff", "HEAD", "--binary"], cwd=root, capture_output=True, check=True
+            ["git", "diff", "HEAD", "--binary", "--", CODE_FOLDER], cwd=root, capture_output=True, check=True
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-    code = f"{commit}+{hashlib.sha256(changes).hexdigest()[:16]}" if changes else commit
+    code = f"{tree}+{hashlib.sha256(changes).hexdigest()[:16]}" if changes else tree
     libraries = ",".join(f"{package}={version}" for package, version in package_versions().items())
     return f"{code};python={platform.python_version()},{libraries}"
 
