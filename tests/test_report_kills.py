@@ -1,12 +1,12 @@
 """The report killed (SIGKILL) at each of its steps and started again each time converges like the sweep does.
 
-One smoke study, then one report command run until it finishes, killed first during a refit (seen from outside:
-a refit RUNNING in the MLflow store), then after the refits, between creating the model versions and moving the
-aliases, between the two aliases, during the rerun check (seen from outside: its progress line) and while writing
-the documents. The kills at a call inside the process come from `tests/kill_seam/sitecustomize.py`, test tooling
-the product does not know of. At the end: nothing RUNNING, every stray closed and tagged by the report that closed
-it, each refit trained once and reused by every later start, the aliases sound after every kill, the champion
-scoring what its run logged, the documents whole.
+One smoke study, then one report command run until it finishes: killed first during a refit (seen from outside:
+a refit RUNNING in the MLflow store), stopped by SIGTERM during the next one, then killed after the refits,
+between creating the model versions and moving the aliases, between the two aliases, during the rerun check (seen
+from outside: its progress line) and while writing the documents. The kills at a call inside the process come
+from `tests/kill_seam/sitecustomize.py`, test tooling the product does not know of. At the end: nothing RUNNING,
+every stray closed and tagged by the report that closed it, each refit trained once and reused by every later
+start, the aliases sound after every kill, the champion scoring what its run logged, the documents whole.
 """
 
 from __future__ import annotations
@@ -107,6 +107,7 @@ class Step:
     """One start of the report and what the stores held once it ended."""
 
     name: str
+    how: str  # "outside" (SIGKILL from outside), "seam" (SIGKILL at a call), "SIGTERM", or "" (let finish)
     code: int
     output: str
     report_run_id: str
@@ -167,13 +168,13 @@ def version_count(client: MlflowClient) -> int:
     return len(client.search_model_versions(f"name='{MODEL}'"))
 
 
-def record(story: Story, name: str, report: Report, code: int) -> None:
+def record(story: Story, name: str, how: str, report: Report, code: int) -> None:
     client = story.client
     finished = {run.info.run_id for run in refit_runs(client) if run.info.status == "FINISHED"}
     running = sum(run.info.status == "RUNNING" for run in all_runs(client))
     newest = report_runs(client)[-1].info.run_id
     story.steps.append(
-        Step(name, code, report.output, newest, finished, running, alias_runs(client), version_count(client))
+        Step(name, how, code, report.output, newest, finished, running, alias_runs(client), version_count(client))
     )
 
 
@@ -190,7 +191,14 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Story:
     # During a refit: once one refit has finished and the next is RUNNING in the store, from outside.
     report = Report(folder)
     report.wait_for(lambda: refit_state(client)[0] >= 1 and refit_state(client)[1] >= 1, "a refit RUNNING")
-    record(story, "during a refit", report, report.kill())
+    record(story, "during a refit", "outside", report, report.kill())
+
+    # SIGTERM, what a batch system sends first, during the next refit it trains: it closes its own runs.
+    report = Report(folder)
+    done = len(story.steps[-1].finished_refits)
+    report.wait_for(lambda: refit_state(client)[0] > done and refit_state(client)[1] >= 1, "a new refit RUNNING")
+    report.process.send_signal(signal.SIGTERM)
+    record(story, "SIGTERM during a refit", "SIGTERM", report, report.finish())
 
     # Inside the process, at a call: after the refits, before any model is registered; between creating the
     # versions and moving the aliases; between moving `baseline` and moving `champion`.
@@ -200,13 +208,13 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Story:
         ("between the two aliases", "mlflow.tracking.client:MlflowClient.set_registered_model_alias:2"),
     ):
         report = Report(folder, kill_at)
-        record(story, name, report, report.finish())
+        record(story, name, "seam", report, report.finish())
 
     # During the rerun check, from outside: a few seconds after it says it started its subprocess.
     report = Report(folder)
     report.wait_for(lambda: "rerun check: re-deriving" in report.output, "the rerun check start")
     time.sleep(3)
-    record(story, "during the rerun check", report, report.kill())
+    record(story, "during the rerun check", "outside", report, report.kill())
 
     # While writing the documents: a complete report.md from before is there; the kill comes as the fourth
     # temporary copy begins (the champion's experiment file was the first, then the figures).
@@ -215,23 +223,28 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Story:
     story.sentinel = "# the previous report, complete\n"
     (documents / "report.md").write_text(story.sentinel)
     report = Report(folder, "mnist_study.whole_files:temporary_copy:4")
-    record(story, "while writing the documents", report, report.finish())
+    record(story, "while writing the documents", "seam", report, report.finish())
     story.left_by_the_kill = (documents / "report.md").read_text()
     story.temporaries_left = sorted(path.name for path in documents.rglob("*.tmp"))
 
     report = Report(folder)
-    record(story, "to the end", report, report.finish())
+    record(story, "to the end", "", report, report.finish())
     return story
 
 
-def test_each_start_was_killed_at_its_step_and_the_last_finished(story: Story) -> None:
-    *killed, last = story.steps
-    for step in killed:
-        assert step.code == -signal.SIGKILL, f"{step.name}: exit {step.code}\n{step.output}"
-    for step in killed[1:4] + killed[5:]:
-        assert SEAM_MARKER in step.output, f"{step.name}: not killed at its seam\n{step.output}"
-    assert last.code == 0, last.output
-    assert "rerun check: re-deriving" in story.steps[4].output
+def test_each_start_was_stopped_at_its_step_and_the_last_finished(story: Story) -> None:
+    for step in story.steps:
+        if step.how in ("outside", "seam"):
+            assert step.code == -signal.SIGKILL, f"{step.name}: exit {step.code}\n{step.output}"
+        assert (SEAM_MARKER in step.output) == (step.how == "seam"), f"{step.name}:\n{step.output}"
+    steps = {step.name: step for step in story.steps}
+    assert "rerun check: re-deriving" in steps["during the rerun check"].output
+    # SIGTERM is taken as Ctrl-C: one line that says how to resume, no traceback, the shell's status for it.
+    stopped = steps["SIGTERM during a refit"]
+    assert stopped.code == 128 + signal.SIGINT, stopped.output
+    assert "interrupted: run the same command again to resume" in stopped.output
+    assert "Traceback" not in stopped.output
+    assert story.steps[-1].code == 0, story.steps[-1].output
 
 
 def test_nothing_is_left_running_and_every_stray_says_which_report_closed_it(story: Story) -> None:
@@ -240,21 +253,28 @@ def test_nothing_is_left_running_and_every_stray_says_which_report_closed_it(sto
     assert [run.info.run_name for run in runs if run.info.status == "RUNNING"] == []
     by_id = {run.info.run_id: run for run in runs}
     reports = [step.report_run_id for step in story.steps]
-    # Every report but the last was killed and closed by the next start; only the last one FINISHED.
-    for killed, closer in itertools.pairwise(reports):
-        assert by_id[killed].info.status == "KILLED"
-        assert by_id[killed].data.tags[CLOSED_BY_TAG] == closer
-        assert "was gone (killed)" in by_id[killed].data.tags[CLOSED_REASON_TAG]
+    for step, following in itertools.pairwise(story.steps):
+        report = by_id[step.report_run_id]
+        assert report.info.status == "KILLED", step.name
+        if step.how == "SIGTERM":
+            # It closed its own runs, the refit it was training included: nothing for the next start to close.
+            assert report.data.tags["error"] == "interrupted (SIGINT or SIGTERM)"
+            assert CLOSED_BY_TAG not in report.data.tags and step.running == 0
+        else:
+            # A SIGKILL leaves its runs RUNNING; the next start closes them and says which report did and why.
+            assert report.data.tags[CLOSED_BY_TAG] == following.report_run_id, step.name
+            assert "was gone (killed)" in report.data.tags[CLOSED_REASON_TAG]
+            assert f"closed {step.running} run(s) a killed report left RUNNING" in following.output, following.name
     assert by_id[reports[-1]].info.status == "FINISHED"
+    assert story.steps[0].running == 2  # The report run and the refit it was training.
     for run in runs:
         if run.info.status == "KILLED":
-            assert run.data.tags[CLOSED_BY_TAG] in reports, run.info.run_name
-    # The refit killed during training is among them.
-    assert any(run.info.status == "KILLED" for run in refit_runs(client))
-    assert story.steps[0].running == 2  # The report run and the refit it was training.
-    for before, after in itertools.pairwise(story.steps):
-        if before.running:
-            assert f"closed {before.running} run(s) a killed report left RUNNING" in after.output, after.name
+            closed_by_a_report = run.data.tags.get(CLOSED_BY_TAG) in reports
+            closed_itself = run.data.tags.get("error", "").startswith("interrupted")
+            assert closed_by_a_report or closed_itself, run.info.run_name
+    # A refit killed by SIGKILL and one stopped by SIGTERM during training are among them.
+    killed_refits = [run for run in refit_runs(client) if run.info.status == "KILLED"]
+    assert {CLOSED_BY_TAG in run.data.tags for run in killed_refits} == {True, False}
 
 
 def test_every_restart_reused_every_refit_that_had_finished_and_none_was_trained_twice(story: Story) -> None:
