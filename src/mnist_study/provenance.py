@@ -87,7 +87,7 @@ def key_of(config: Mapping[str, Any], data: Mapping[str, str], code: str) -> str
 
 def run_key(cfg: DictConfig) -> str | None:
     """What a run computes, as one key: its resolved config (the seed included), the data and the code; None when
-    the code is not a known commit (nothing can be said to equal it)."""
+    the code is not in a git work tree (nothing can be said to equal it)."""
     code = code_version()
     if code == "unknown":
         return None

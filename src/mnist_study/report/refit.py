@@ -144,7 +144,7 @@ def train_refit(refit: Refit, cfg: DictConfig, tags: dict[str, str], study_name:
 
 def reusable_run(client: MlflowClient, experiment_id: str, cfg: DictConfig) -> Run | None:
     """The latest FINISHED run whose key equals this config's, holding the test scores (and a model, when the
-    refit would log one); None when there is none or the code is not a known commit."""
+    refit would log one); None when there is none, or when the code is not in git (no version to compare)."""
     key = run_key(cfg)
     if key is None:
         return None
