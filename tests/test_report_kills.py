@@ -342,6 +342,7 @@ def test_the_documents_were_written_whole_or_not_at_all(story: Story) -> None:
         assert (documents / "figures" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
     assert [path.name for path in documents.rglob("*.tmp")] == []
     assert f"make serve MODEL=models:/{MODEL}@{CHAMPION_ALIAS}" in markdown
+    assert "it set out to maximize `val_accuracy`, as each trial's seed-0 run measured it" in markdown
 
 
 def test_a_reused_refit_equals_a_fresh_one(story: Story) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import time
 from collections.abc import Sequence
@@ -170,6 +171,8 @@ def check_rerun(cfg: DictConfig, study: optuna.Study) -> RerunResult | None:
 def objective_names_of(study: optuna.Study, client: MlflowClient) -> list[str]:
     """The names of the study's objectives, from a trial's logged config (the study stores directions only); empty
     when no trial's run is in this store."""
+    # A progress bar for one small file is noise on the report's output.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         run_id = trial.user_attrs.get(MLFLOW_RUN_ATTR)
         if run_id is None:

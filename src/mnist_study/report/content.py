@@ -144,10 +144,10 @@ def reuse_text(refits: Sequence[RefitResult]) -> str:
     if not reused:
         return f"This report trained all {len(refits)} refits."
     return (
-        f"This report reused {reused} of its {len(refits)} refits instead of training them again: a FINISHED run "
-        "in the store had the same resolved config, seed, data digest and code version (the run tag `run.key`), "
-        "as after a report that was stopped and started again. They are marked (reused) below, and the report's "
-        "MLflow run names each with a tag `reused.<run id>`."
+        f"This report reused {reused} of its {len(refits)} refits instead of training them again: FINISHED runs "
+        "in the store, of an earlier report or of one that was stopped, had the same resolved config, seed, data "
+        "digest and code version (the run tag `run.key`). They are marked (reused) below, and the report's MLflow "
+        "run names each with a tag `reused.<run id>`."
     )
 
 
