@@ -6,6 +6,7 @@ test set with error bars, re-derives one logged run, and writes experiments/repo
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import hydra
@@ -20,9 +21,16 @@ FORWARDED_PREFIXES = ("data.", "train.", "tracking.")
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="report")
 def main(cfg: DictConfig) -> None:
-    """Build the report; a bad value or a missing study ends with one line and a non-zero exit."""
+    """Build the report; a bad value or a missing study ends with one line and a non-zero exit.
+
+    SIGTERM (what a scheduler sends at a time limit or a cancel) ends it as Ctrl-C does, its runs closed KILLED;
+    a SIGKILL leaves them to the next report (see `mnist_study.report.strays`).
+    """
     from mnist_study.checks import ConfigError
     from mnist_study.report import build, selection
+    from mnist_study.sweep.sweeper import interrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
     given = list(HydraConfig.get().overrides.task)
     forwarded = [item for item in given if item.lstrip("+~").startswith(FORWARDED_PREFIXES)]
@@ -33,4 +41,9 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        # The report and its refit have closed their runs KILLED; a traceback would say nothing more.
+        print("interrupted: run the same command again to resume (finished refits are reused)", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)  # What a shell reports for Ctrl-C, as `python src/run.py` exits.

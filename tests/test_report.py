@@ -10,10 +10,12 @@ import matplotlib.pyplot as plt
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from mnist_study.report import document, figures, refit, selection
+from mnist_study.report import content, document, figures, refit, results, selection
+from mnist_study.report.registry import Registered
 from mnist_study.report.rerun import compare
 from mnist_study.sweep.trials import MLFLOW_RUN_ATTR
 
@@ -174,3 +176,42 @@ def test_html_is_self_contained(tmp_path: Path) -> None:
     assert (tmp_path / "figures" / "f.png").read_bytes().startswith(b"\x89PNG")
     assert "![a figure](figures/f.png)" in markdown.read_text()
     assert "&lt;https://example.com&gt;" in page.read_text()
+
+
+def refit_of(label: str, role: str, seed: int, accuracy: float, reused: bool = False) -> refit.RefitResult:
+    """A refit's result as the report holds it (no training: the numbers are given)."""
+    candidate = selection.Candidate(label, role, ())
+    return refit.RefitResult(
+        refit.Refit(candidate, seed, (), None), f"run-{label}-{seed}", accuracy, 0.1, reused=reused
+    )
+
+
+def test_a_two_objective_study_names_each_objective_and_the_serving_hint_names_its_model() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    cfg = OmegaConf.create(
+        {
+            "study_name": "mnist-pareto",
+            "top_k": 3,
+            "storage": "sqlite:///optuna.db",
+            "tracking": {"experiment": "mnist-pareto"},
+        }
+    )
+    text = document.to_markdown(content.selection_section(cfg, study, [], ["val_accuracy", "n_params"]))
+    assert "set out to maximize `val_accuracy` and minimize `n_params`" in text
+    assert "Pareto front" in text and "study objectives (val_accuracy, n_params)" in text
+    unnamed = document.to_markdown(content.selection_section(cfg, study, [], []))
+    assert "maximize its first objective and minimize its second objective" in unnamed
+    baseline = [refit_of("baseline (trial 0)", "baseline", seed, 0.98) for seed in (0, 1)]
+    (row,) = results.rows([baseline[0].refit.candidate], baseline)
+    hint = document.to_markdown(content.models_section(cfg, [Registered(row, "3", ("baseline", "champion"))]))
+    assert "make serve MODEL=models:/mnist-pareto@champion" in hint
+
+
+def test_the_report_says_how_many_refits_it_reused() -> None:
+    trained = [refit_of("baseline (trial 0)", "baseline", seed, 0.98) for seed in (0, 1)]
+    assert content.reuse_text(trained) == "This report trained all 2 refits."
+    partly = [trained[0], refit_of("baseline (trial 0)", "baseline", 1, 0.98, reused=True)]
+    assert content.reuse_text(partly).startswith("This report reused 1 of its 2 refits")
+    (row,) = results.rows([partly[0].refit.candidate], partly)
+    text = document.to_markdown(content.results_section([row]))
+    assert "`run-baseline (trial 0)-1` (reused)" in text and "`run-baseline (trial 0)-0` (reused)" not in text

@@ -21,8 +21,8 @@ from test_report import assert_self_contained
 REPORT_PY = PROJECT_ROOT / "src" / "report.py"
 
 
-def report_cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`python src/report.py ARGS` with every store and output in `folder`."""
+def report_argv(folder: Path, *args: str) -> list[str]:
+    """The command line of `python src/report.py ARGS` with every store and output in `folder`."""
     stores = [
         f"storage=sqlite:///{folder}/optuna.db",
         f"tracking.uri=sqlite:///{folder}/mlflow.db",
@@ -33,8 +33,13 @@ def report_cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     if not any(arg.startswith("experiments_dir=") for arg in args):
         # The champion's experiment file goes beside the stores, never into the repository's experiments/.
         stores.append(f"experiments_dir={folder}")
+    return [sys.executable, str(REPORT_PY), *stores, *args]
+
+
+def report_cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python src/report.py ARGS` with every store and output in `folder`."""
     return subprocess.run(
-        [sys.executable, str(REPORT_PY), *stores, *args],
+        report_argv(folder, *args),
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,

@@ -12,15 +12,15 @@ import logging
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_study.dataset_inputs import log_datasets
-from mnist_study.provenance import environment_tags
+from mnist_study.provenance import RUN_KEY_TAG, environment_tags, flatten, run_key
 from mnist_study.secrets import redact
 
 if TYPE_CHECKING:
@@ -28,18 +28,6 @@ if TYPE_CHECKING:
 
 # MLflow limits a batch to 1000 metrics / 100 params / 100 tags.
 PARAMS_PER_BATCH = 100
-
-
-def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Flatten a nested mapping to dotted keys (`model.units`, `optimizer.name`, ...)."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{dotted}."))
-        else:
-            flat[dotted] = value
-    return flat
 
 
 def run_params(cfg: DictConfig) -> dict[str, str]:
@@ -132,6 +120,9 @@ def tracked_run(cfg: DictConfig, run_name: str, tags: Mapping[str, str] | None =
     client = mlflow_client(cfg.tracking.uri)
     experiment_id = get_or_create_experiment(client, cfg.tracking.experiment, cfg.tracking.artifact_location)
     all_tags = {**environment_tags(), "mlflow.source.name": "src/run.py", **(tags or {})}
+    key = run_key(cfg)
+    if key is not None:
+        all_tags[RUN_KEY_TAG] = key
     if cfg.tracking.parent_run_id:
         all_tags["mlflow.parentRunId"] = cfg.tracking.parent_run_id
     run = client.create_run(
@@ -180,6 +171,19 @@ def system_metrics(tracking: DictConfig, uri: str, run_id: str) -> Iterator[None
         yield
     finally:
         monitor.finish()
+
+
+def running_runs(client: MlflowClient, experiment_id: str, condition: str) -> list[Run]:
+    """The runs of an experiment still RUNNING that meet a search condition (`tags.report = 'smoke'`)."""
+    query = f"{condition} and attributes.status = 'RUNNING'"
+    return client.search_runs([experiment_id], filter_string=query, max_results=1000)
+
+
+def close_killed(client: MlflowClient, run_id: str, tags: Mapping[str, str]) -> None:
+    """Close a run whose process died before it could: record why (`tags`), then KILLED if it is still RUNNING."""
+    client.log_batch(run_id, tags=[RunTag(key, redact(str(value))[:5000]) for key, value in tags.items()])
+    if client.get_run(run_id).info.status == "RUNNING":
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
 
 
 def _flush_quietly(tracked: TrackedRun) -> None:

@@ -3,20 +3,35 @@
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, open_dict
 
-from mnist_study.report import content, document, environment, refit, registry, rescore, results, selection
+from mnist_study import logged_config
+from mnist_study.metrics import objective_names
+from mnist_study.report import (
+    content,
+    document,
+    environment,
+    refit,
+    registry,
+    rescore,
+    results,
+    selection,
+    strays,
+)
 from mnist_study.report.rerun import RerunResult, rerun_in_subprocess
 from mnist_study.report.results import Row
 from mnist_study.report.selection import ReportError
 from mnist_study.sweep.trials import MLFLOW_RUN_ATTR
+from mnist_study.tracking import TrackedRun
 
 log = logging.getLogger(__name__)
 
@@ -49,27 +64,30 @@ def build(cfg: DictConfig, forwarded: Sequence[str], given: Sequence[str]) -> Pa
 
     report_cfg = with_parent(cfg, selection.parent_run_id(study))
     command = shlex.join(["python", "src/report.py", *given])
-    tags = {"report": cfg.study_name, "mlflow.source.name": "src/report.py", "report.command": command}
+    tags = {
+        "report": cfg.study_name,
+        "mlflow.source.name": "src/report.py",
+        "report.command": command,
+        **strays.process_tags(),
+    }
     with tracked_run(report_cfg, f"report {cfg.study_name}", tags=tags) as tracked:
+        closed = strays.close_strays(tracked.client, tracked.experiment_id, cfg.study_name, tracked.run_id)
+        if closed:
+            names = ", ".join(f"{run.info.run_name} ({run.info.run_id})" for run in closed)
+            print(f"closed {len(closed)} run(s) a killed report left RUNNING: {names}", flush=True)
         rescored = rescore.run(fits)
         maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
         candidates = selection.candidates(study, rescore.ranked(pool, rescored, maximize)[: cfg.top_k])
         chosen = {candidate.label for candidate in candidates}
         plans = [planned for planned in every_plan if planned.candidate.label in chosen]
-        done = []
-        for number, planned in enumerate(plans, start=1):
-            result = refit.run_refit(planned, tracked.run_id, cfg.study_name)
-            done.append(result)
-            print(
-                f"refit {number}/{len(plans)} {planned.candidate.label} seed={planned.seed}: "
-                f"test_accuracy={result.test_accuracy:.4f} {result.seconds:.1f}s",
-                flush=True,
-            )
+        done = refit_all(plans, tracked, cfg)
+        tracked.set_tags({"report.refits_reused": str(sum(result.reused for result in done))})
         table = results.rows(candidates, done)
         registered = promote(cfg, table, tracked.client, tracked.run_id, command)
         rerun_result = check_rerun(cfg, study) if cfg.rerun_check else None
         facts = environment.facts(plans[0].cfg)
-        blocks = content.blocks(cfg, study, table, rerun_result, facts, command, registered, rescored)
+        objectives = objective_names_of(study, tracked.client)
+        blocks = content.blocks(cfg, study, table, rerun_result, facts, command, registered, rescored, objectives)
         folder = Path(cfg.output_dir)
         markdown, page = document.write(blocks, folder, f"Reproducibility report: {cfg.study_name}")
         tracked.client.log_artifact(tracked.run_id, str(markdown))
@@ -83,6 +101,21 @@ def build(cfg: DictConfig, forwarded: Sequence[str], given: Sequence[str]) -> Pa
             tracked.set_tags({"rerun.verdict": rerun_result.verdict, "rerun.run_id": rerun_result.run_id})
     print(f"wrote {markdown} and {page} (MLflow run {tracked.run_id})", flush=True)
     return folder
+
+
+def refit_all(plans: Sequence[refit.Refit], tracked: TrackedRun, cfg: DictConfig) -> list[refit.RefitResult]:
+    """Every planned refit, reused from the store where the same refit FINISHED before (unless `reuse=false`)."""
+    done = []
+    for number, planned in enumerate(plans, start=1):
+        result = refit.run_refit(planned, tracked, cfg.study_name, reuse=cfg.reuse)
+        done.append(result)
+        how = f"reused run {result.run_id}" if result.reused else f"{result.seconds:.1f}s"
+        print(
+            f"refit {number}/{len(plans)} {planned.candidate.label} seed={planned.seed}: "
+            f"test_accuracy={result.test_accuracy:.4f} {how}",
+            flush=True,
+        )
+    return done
 
 
 def promote(
@@ -106,9 +139,6 @@ def promote(
 
 def with_parent(cfg: DictConfig, parent_run_id: str | None) -> DictConfig:
     """The report's config with the study's parent run as its MLflow parent (when that run is in this store)."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
     if parent_run_id:
         try:
             MlflowClient(tracking_uri=cfg.tracking.uri).get_run(parent_run_id)
@@ -138,6 +168,23 @@ def check_rerun(cfg: DictConfig, study: optuna.Study) -> RerunResult | None:
     return result
 
 
+def objective_names_of(study: optuna.Study, client: MlflowClient) -> list[str]:
+    """The names of the study's objectives, from a trial's logged config (the study stores directions only); empty
+    when no trial's run is in this store."""
+    # A progress bar for one small file is noise on the report's output.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        run_id = trial.user_attrs.get(MLFLOW_RUN_ATTR)
+        if run_id is None:
+            continue
+        try:
+            return objective_names(logged_config.load(client, run_id).objective)
+        except (MlflowException, OSError, ValueError) as error:
+            log.warning("cannot read the objectives from run %s: %s", run_id, error)
+            return []
+    return []
+
+
 def row_summary(row: Row) -> dict:
     """One results row as JSON (logged to the report run beside the documents)."""
     comparison = row.comparison
@@ -152,4 +199,5 @@ def row_summary(row: Row) -> dict:
         "p_adjusted": row.adjusted_p,
         "verdict": row.verdict,
         "runs": [result.run_id for result in row.refits],
+        "reused_runs": [result.run_id for result in row.refits if result.reused],
     }

@@ -13,6 +13,7 @@ from mnist_study.paths import portable
 from mnist_study.report import figures, selection
 from mnist_study.report.document import Block, Code, Heading, Image, Paragraph, Table
 from mnist_study.report.environment import Fact
+from mnist_study.report.refit import RefitResult
 from mnist_study.report.registry import REGISTERED_SEED, Registered
 from mnist_study.report.rerun import RerunResult, command
 from mnist_study.report.rescore import Rescored
@@ -43,8 +44,9 @@ def blocks(
     report_command: str,
     registered: Sequence[Registered] = (),
     rescored: Sequence[Rescored] = (),
+    objectives: Sequence[str] = (),
 ) -> list[Block]:
-    """Every section of the report, in reading order."""
+    """Every section of the report, in reading order; `objectives` names the study's objectives when known."""
     return [
         Heading(f"Reproducibility report: study `{cfg.study_name}`", 1),
         Paragraph(headline(table)),
@@ -52,7 +54,7 @@ def blocks(
         *results_section(table),
         *models_section(cfg, registered),
         *claim_section(table),
-        *selection_section(cfg, study, table),
+        *selection_section(cfg, study, table, objectives),
         *rescoring_section(cfg, rescored),
         *figures_section(study, table),
         *rerun_section(cfg, rerun),
@@ -121,7 +123,7 @@ def results_section(table: Sequence[Row]) -> list[Block]:
             str(result.refit.seed),
             f"{result.test_accuracy:.4f}",
             str(round((1 - result.test_accuracy) * 10000)),
-            f"`{result.run_id}`",
+            f"`{result.run_id}`" + (" (reused)" if result.reused else ""),
         )
         for row in table
         for result in row.refits
@@ -131,8 +133,22 @@ def results_section(table: Sequence[Row]) -> list[Block]:
         Table(headers, tuple(rows)),
         Paragraph(STATISTICS),
         Heading("Every refit", 3),
+        Paragraph(reuse_text([result for row in table for result in row.refits])),
         Table(("configuration", "seed", "test accuracy", "test errors", "MLflow run"), tuple(per_seed)),
     ]
+
+
+def reuse_text(refits: Sequence[RefitResult]) -> str:
+    """How many refits this report trained, and how many it took from FINISHED runs of the same refit."""
+    reused = sum(result.reused for result in refits)
+    if not reused:
+        return f"This report trained all {len(refits)} refits."
+    return (
+        f"This report reused {reused} of its {len(refits)} refits instead of training them again: FINISHED runs "
+        "in the store, of an earlier report or of one that was stopped, had the same resolved config, seed, data "
+        "digest and code version (the run tag `run.key`). They are marked (reused) below, and the report's MLflow "
+        "run names each with a tag `reused.<run id>`."
+    )
 
 
 def claim_section(table: Sequence[Row]) -> list[Block]:
@@ -158,11 +174,29 @@ def objective_text(values: Sequence[float]) -> str:
     return f"{values[0]:.4f}" if len(values) == 1 else ", ".join(f"{value:.4g}" for value in values)
 
 
-def selection_section(cfg: DictConfig, study: optuna.Study, table: Sequence[Row]) -> list[Block]:
+def aims(directions: Sequence[str], names: Sequence[str]) -> str:
+    """`maximize val_accuracy and minimize n_params`; without names, `maximize its objective` (or `its first`)."""
+    if len(names) != len(directions):
+        ordinals = ("first", "second", "third", "fourth")
+        names = ["its objective"] if len(directions) == 1 else [f"its {ordinal} objective" for ordinal in ordinals]
+    else:
+        names = [f"`{name}`" for name in names]
+    return " and ".join(f"{direction} {name}" for direction, name in zip(directions, names, strict=False))
+
+
+def selection_section(
+    cfg: DictConfig, study: optuna.Study, table: Sequence[Row], objectives: Sequence[str] = ()
+) -> list[Block]:
     trials = study.get_trials(deepcopy=False)
     counts = {state.name: sum(1 for t in trials if t.state == state) for state in TrialState}
     counted = ", ".join(f"{count} {name}" for name, count in counts.items() if count)
-    objective = " and ".join(direction.name.lower() for direction in study.directions)
+    directions = [direction.name.lower() for direction in study.directions]
+    if len(directions) == 1:
+        chosen = f"the top {cfg.top_k} other COMPLETE trials by that objective"
+    else:
+        chosen = (
+            f"up to {cfg.top_k} other COMPLETE trials on its Pareto front by those objectives, spread along it"
+        )
     rows = tuple(
         (
             row.candidate.label,
@@ -172,16 +206,18 @@ def selection_section(cfg: DictConfig, study: optuna.Study, table: Sequence[Row]
         for row in table
         if row.candidate.trial is not None and row.candidate.role != "replica"
     )
+    named = f" ({', '.join(objectives)})" if len(objectives) == len(directions) else ""
+    pronoun = "them" if len(directions) > 1 else "it"
     storage = shlex.quote(portable(redact(str(cfg.storage))))
     return [
         Heading("Which configurations"),
         Paragraph(
-            f"Study `{cfg.study_name}` holds {len(trials)} trials ({counted}); it set out to {objective} its "
-            "objective (the validation accuracy of the trial's last epoch, seed 0). The baseline is the trial "
-            f"the sweeper enqueued as the configured baseline; the variants are the top {cfg.top_k} other "
-            "COMPLETE trials by that objective — never by a test metric."
+            f"Study `{cfg.study_name}` holds {len(trials)} trials ({counted}); it set out to "
+            f"{aims(directions, objectives)}, as each trial's seed-0 run measured {pronoun} at its last epoch. "
+            "The baseline is the trial the sweeper enqueued as the configured baseline; the variants are "
+            f"{chosen} — never by a test metric."
         ),
-        Table(("configuration", "study objective (validation)", "overrides"), rows),
+        Table(("configuration", f"study objective{'s' if len(directions) > 1 else ''}{named}", "overrides"), rows),
         Paragraph("Recompute the ranking:"),
         Code(f"optuna trials --study-name {shlex.quote(str(cfg.study_name))} --storage {storage}"),
     ]
@@ -283,7 +319,10 @@ def models_section(cfg: DictConfig, registered: Sequence[Registered]) -> list[Bl
             "better than the baseline at 95 % (Holm), or the baseline when none is."
         ),
         Table(("aliases", "version", "configuration", "verdict"), rows),
-        Code(f"python src/predict.py --model models:/{name}@{CHAMPION_ALIAS} --test-set\nmake serve"),
+        Code(
+            f"python src/predict.py --model models:/{name}@{CHAMPION_ALIAS} --test-set\n"
+            f"make serve MODEL=models:/{name}@{CHAMPION_ALIAS}"
+        ),
     ]
 
 

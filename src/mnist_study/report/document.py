@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mnist_study.whole_files import write_whole
+
 
 @dataclass(frozen=True)
 class Heading:
@@ -108,14 +110,13 @@ def to_html(blocks: Sequence[Block], title: str) -> str:
 
 
 def write(blocks: Sequence[Block], folder: Path, title: str) -> tuple[Path, Path]:
-    """Write report.md (with its figures under figures/) and report.html into `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    figures = folder / "figures"
-    figures.mkdir(exist_ok=True)
-    for block in blocks:
-        if isinstance(block, Image):
-            (figures / block.name).write_bytes(block.png)
+    """Write report.md (with its figures under figures/) and report.html into `folder`, each file whole or not at
+    all (see `whole_files`): a report killed while writing leaves the previous documents as they were."""
     markdown, page = folder / "report.md", folder / "report.html"
-    markdown.write_text(to_markdown(blocks), encoding="utf-8")
-    page.write_text(to_html(blocks, title), encoding="utf-8")
+    files: dict[Path, str | bytes] = {
+        folder / "figures" / block.name: block.png for block in blocks if isinstance(block, Image)
+    }
+    files[markdown] = to_markdown(blocks)
+    files[page] = to_html(blocks, title)
+    write_whole(files)
     return markdown, page

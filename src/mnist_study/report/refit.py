@@ -3,6 +3,11 @@
 Configs are composed with Hydra's compose API inside the report's own Hydra app, so every refit runs in this one
 process (TensorFlow loads once). A refit's overrides are exactly what `python src/run.py` would be given to
 recompute it, and the report quotes them as that command.
+
+A refit is the same refit as a FINISHED run in the store when their keys are equal (`provenance.run_key`: the
+resolved config, seed included, the data's digests and the code version): that run is reused, not trained again,
+which is how a report started again after a kill resumes. The report's run records each reuse as a tag
+`reused.<run id>`.
 """
 
 from __future__ import annotations
@@ -13,15 +18,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from hydra import compose
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from mnist_study.checks import validate
+from mnist_study.metrics import FINAL_METRICS, HISTORY_METRICS
+from mnist_study.provenance import RUN_KEY_TAG, run_key
 from mnist_study.report.selection import Candidate
+from mnist_study.report.strays import process_tags
+from mnist_study.serving import MODEL_ID_TAG
+from mnist_study.tracking import TrackedRun
 
 # What makes a run a refit: no validation hold-out (fit on all training images). With no validation split the
 # study's objective (val_accuracy) does not exist, and nothing is selected on a refit, so its objective is the
 # training accuracy.
 REFIT_OVERRIDES = ("data.val_size=0", "objective=accuracy")
+# The report run's tag `reused.<run id>` names each refit it took from an earlier run instead of training it.
+REUSED_TAG_PREFIX = "reused."
 
 
 @dataclass(frozen=True)
@@ -40,7 +54,7 @@ class Refit:
 
 @dataclass
 class RefitResult:
-    """What one refit measured, and the MLflow run that holds it."""
+    """What one refit measured, and the MLflow run that holds it (trained by an earlier run when `reused`)."""
 
     refit: Refit
     run_id: str
@@ -48,6 +62,7 @@ class RefitResult:
     test_loss: float
     history: dict[str, list[float]] = field(default_factory=dict)
     seconds: float = 0.0
+    reused: bool = False
 
 
 def override_key(override: str) -> str:
@@ -80,17 +95,22 @@ def plan(candidates: Sequence[Candidate], seeds: Sequence[int], forwarded: Seque
     return refits
 
 
-def run_refit(refit: Refit, report_run_id: str, study_name: str) -> RefitResult:
-    """Train one refit inside its own MLflow run, a child of the report run, tagged `report`."""
+def run_refit(refit: Refit, report: TrackedRun, study_name: str, reuse: bool = True) -> RefitResult:
+    """The refit's result: reused from a FINISHED run with the same key when `reuse` and there is one, otherwise
+    trained inside its own MLflow run, a child of the report run, tagged `report`."""
     from omegaconf import open_dict
 
     from mnist_study.describe import protocol
-    from mnist_study.tracked_training import train_tracked
 
     cfg = refit.cfg.copy()
     with open_dict(cfg):
-        cfg.tracking.parent_run_id = report_run_id
+        cfg.tracking.parent_run_id = report.run_id
         cfg.train.verbose = 0
+    earlier = reusable_run(report.client, report.experiment_id, cfg) if reuse else None
+    if earlier is not None:
+        what = f"{refit.candidate.label} seed={refit.seed}"
+        report.set_tags({f"{REUSED_TAG_PREFIX}{earlier.info.run_id}": what})
+        return stored_result(report.client, refit, earlier)
     tags = {
         "report": study_name,
         "report.configuration": refit.candidate.label,
@@ -98,7 +118,15 @@ def run_refit(refit: Refit, report_run_id: str, study_name: str) -> RefitResult:
         "report.command": refit.command(),
         "protocol": protocol(cfg),
         "mlflow.source.name": "src/report.py",
+        **process_tags(),
     }
+    return train_refit(refit, cfg, tags, study_name)
+
+
+def train_refit(refit: Refit, cfg: DictConfig, tags: dict[str, str], study_name: str) -> RefitResult:
+    """Train the refit in a new MLflow run (TensorFlow loads here, not before)."""
+    from mnist_study.tracked_training import train_tracked
+
     started = time.perf_counter()
     name = f"{refit.candidate.label} seed={refit.seed}"
     what = f"A refit of {refit.candidate.label} at seed {refit.seed}, for the report on study `{study_name}`."
@@ -111,4 +139,35 @@ def run_refit(refit: Refit, report_run_id: str, study_name: str) -> RefitResult:
         result["test_loss"],
         result["history"],
         time.perf_counter() - started,
+    )
+
+
+def reusable_run(client: MlflowClient, experiment_id: str, cfg: DictConfig) -> Run | None:
+    """The latest FINISHED run whose key equals this config's, holding the test scores (and a model, when the
+    refit would log one); None when there is none, or when the code is not in git (no version to compare)."""
+    key = run_key(cfg)
+    if key is None:
+        return None
+    query = f"tags.`{RUN_KEY_TAG}` = '{key}' and attributes.status = 'FINISHED'"
+    runs = client.search_runs([experiment_id], filter_string=query, order_by=["attributes.start_time DESC"])
+    for run in runs:
+        has_scores = all(metric in run.data.metrics for metric in FINAL_METRICS)
+        if has_scores and (MODEL_ID_TAG in run.data.tags or not cfg.tracking.log_model):
+            return run
+    return None
+
+
+def stored_result(client: MlflowClient, refit: Refit, run: Run) -> RefitResult:
+    """A refit's result as a FINISHED run logged it: the test scores and the per-epoch history."""
+    history = {
+        key: [item.value for item in sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)]
+        for key in HISTORY_METRICS
+    }
+    return RefitResult(
+        refit,
+        run.info.run_id,
+        run.data.metrics["test_accuracy"],
+        run.data.metrics["test_loss"],
+        {key: values for key, values in history.items() if values},
+        reused=True,
     )

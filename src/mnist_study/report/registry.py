@@ -6,7 +6,7 @@ version of the registered model named after the MLflow experiment, tagged with w
 seeds when the report re-scores: see `rescore`) among those the report finds better than the baseline at 95 %
 (Holm); if none is, to the baseline. The test set only decides whether a variant is better, never which; the seed
 replica (fit on test) is never registered. Running the report again registers its own refits and moves the
-aliases by the same rule.
+aliases by the same rule; a refit it reused keeps the version an earlier report on the study made for it.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 
 from mnist_study.report.results import Row, p_text, pct
 from mnist_study.serving import BASELINE_ALIAS, CHAMPION_ALIAS, MODEL_ID_TAG
+from mnist_study.whole_files import write_whole
 
 # The refit whose model is registered: every configuration's seed 0, like the study's own trials.
 REGISTERED_SEED = 0
@@ -48,40 +49,64 @@ def champion(table: Sequence[Row]) -> Row:
 def promote(
     client: MlflowClient, name: str, table: Sequence[Row], study: str, report_run_id: str
 ) -> list[Registered]:
-    """Register the baseline's and every variant's seed-0 refit as versions of `name`; set both aliases."""
+    """Register the baseline's and every variant's seed-0 refit as versions of `name`; then set both aliases.
+
+    All or nothing from a user's side: every version exists before an alias moves, and `baseline` moves before
+    `champion`, so a report killed in between leaves the aliases on the previous report's versions (or
+    `baseline` alone moved), never `champion` without `baseline`, never on a run that is not FINISHED. The next
+    report finds the versions it already made (`version_of`) and completes the move.
+    """
     ensure_registered_model(client, name, study)
     winner = champion(table)
-    registered = []
-    for row in table:
-        if row.candidate.role not in ("baseline", "variant"):
-            continue
-        refit = next(result for result in row.refits if result.refit.seed == REGISTERED_SEED)
-        model_id = client.get_run(refit.run_id).data.tags.get(MODEL_ID_TAG)
-        if model_id is None:
-            raise ValueError(
-                f"refit run {refit.run_id} logged no model (tracking.log_model=false?): nothing to register"
-            )
-        version = client.create_model_version(
-            name,
-            # The logged model's own location: a `models:/` source would be resolved against MLflow's global
-            # tracking URI, not this client's store.
-            source=client.get_logged_model(model_id).artifact_location,
-            run_id=refit.run_id,
-            tags=version_tags(row, study, report_run_id),
-            model_id=model_id,
-        ).version
-        aliases = tuple(
-            alias
-            for alias, chosen in (
-                (BASELINE_ALIAS, row.candidate.role == "baseline"),
-                (CHAMPION_ALIAS, row is winner),
-            )
-            if chosen
-        )
-        for alias in aliases:
-            client.set_registered_model_alias(name, alias, version)
-        registered.append(Registered(row, str(version), aliases))
+    versions = [
+        (row, version_of(client, name, row, study, report_run_id))
+        for row in table
+        if row.candidate.role in ("baseline", "variant")
+    ]
+    registered = [Registered(row, version, aliases_of(row, winner)) for row, version in versions]
+    move_aliases(client, name, registered)
     return registered
+
+
+def aliases_of(row: Row, winner: Row) -> tuple[str, ...]:
+    """The aliases the row's version gets: `baseline` for the baseline, `champion` for the winner (maybe both)."""
+    chosen = ((BASELINE_ALIAS, row.candidate.role == "baseline"), (CHAMPION_ALIAS, row is winner))
+    return tuple(alias for alias, wanted in chosen if wanted)
+
+
+def version_of(client: MlflowClient, name: str, row: Row, study: str, report_run_id: str) -> str:
+    """The version holding the row's seed-0 refit: the one an earlier report on this study made for the same run
+    and trial (its tags brought up to date), or a new one."""
+    refit = next(result for result in row.refits if result.refit.seed == REGISTERED_SEED)
+    tags = version_tags(row, study, report_run_id)
+    for existing in client.search_model_versions(f"name='{name}' and run_id='{refit.run_id}'"):
+        if (existing.tags.get("study"), existing.tags.get("trial")) == (tags["study"], tags["trial"]):
+            for key, value in tags.items():
+                client.set_model_version_tag(name, existing.version, key, value)
+            return str(existing.version)
+    model_id = client.get_run(refit.run_id).data.tags.get(MODEL_ID_TAG)
+    if model_id is None:
+        raise ValueError(
+            f"refit run {refit.run_id} logged no model (tracking.log_model=false?): nothing to register"
+        )
+    version = client.create_model_version(
+        name,
+        # The logged model's own location: a `models:/` source would be resolved against MLflow's global tracking
+        # URI, not this client's store.
+        source=client.get_logged_model(model_id).artifact_location,
+        run_id=refit.run_id,
+        tags=tags,
+        model_id=model_id,
+    ).version
+    return str(version)
+
+
+def move_aliases(client: MlflowClient, name: str, registered: Sequence[Registered]) -> None:
+    """Point `baseline`, then `champion`, at their versions (the order keeps `champion` from standing alone)."""
+    for alias in (BASELINE_ALIAS, CHAMPION_ALIAS):
+        for entry in registered:
+            if alias in entry.aliases:
+                client.set_registered_model_alias(name, alias, entry.version)
 
 
 def ensure_registered_model(client: MlflowClient, name: str, study: str) -> None:
@@ -133,5 +158,5 @@ def write_champion_experiment(folder: Path, study: str, winner: Row, report_comm
         + body
     )
     path = folder / f"{name}.yaml"
-    path.write_text(text, encoding="utf-8")
+    write_whole({path: text})
     return path

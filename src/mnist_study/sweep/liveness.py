@@ -57,7 +57,11 @@ def worker_attrs() -> dict[str, Any]:
 
 def process_gone(trial: FrozenTrial) -> bool:
     """Whether the trial's worker ran on this host and its process is gone (its pid free or given to another)."""
-    host, pid, started = (trial.user_attrs.get(key) for key in (HOST, PID, PROCESS_START))
+    return gone(*(trial.user_attrs.get(key) for key in (HOST, PID, PROCESS_START)))
+
+
+def gone(host: str | None, pid: int | None, started: str | None) -> bool:
+    """Whether process `pid` that started at `started` on `host` is this host's and no longer runs."""
     if host != this_host() or not isinstance(pid, int) or not os.path.isdir("/proc"):
         return False
     return process_start(pid) != started if started is not None else process_start(pid) is None

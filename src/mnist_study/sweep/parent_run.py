@@ -33,7 +33,7 @@ from mnist_study.sweep.figures import study_figures
 from mnist_study.sweep.liveness import this_host
 from mnist_study.sweep.storage import open_storage
 from mnist_study.sweep.trials import HOST, MLFLOW_RUN_ATTR, PARENT_RUN_ATTR, PID, count_verdicts, trial_values
-from mnist_study.tracking import get_or_create_experiment, mlflow_client
+from mnist_study.tracking import close_killed, get_or_create_experiment, mlflow_client, running_runs
 
 log = logging.getLogger(__name__)
 
@@ -95,17 +95,14 @@ class ParentRun:
     def close_orphan(self, child_run_id: str | None) -> None:
         """Close the MLflow run of a trial whose worker died (it could not close the run itself)."""
         if child_run_id and _exists(self.client, child_run_id):
-            self.client.set_tag(child_run_id, "optuna.state", TrialState.FAIL.name)
-            if self.client.get_run(child_run_id).info.status == "RUNNING":
-                self.client.set_terminated(child_run_id, RunStatus.to_string(RunStatus.KILLED))
+            close_killed(self.client, child_run_id, {"optuna.state": TrialState.FAIL.name})
 
     def close_strays(self, study: optuna.Study) -> None:
         """Close the runs under this parent left RUNNING by a worker that died between writing its trial's verdict
         (or failing a dead worker's trial) and closing the run; found by their own `optuna.trial` tag, so a run
         whose id never reached the trial is found too."""
         experiment_id = self.client.get_run(self.run_id).info.experiment_id
-        query = f"tags.mlflow.parentRunId = '{self.run_id}' and attributes.status = 'RUNNING'"
-        runs = self.client.search_runs([experiment_id], filter_string=query, max_results=1000)
+        runs = running_runs(self.client, experiment_id, f"tags.mlflow.parentRunId = '{self.run_id}'")
         if not runs:
             return
         states = {trial.number: trial.state for trial in study.get_trials(deepcopy=False)}
