@@ -17,6 +17,7 @@ from optuna.trial import TrialState, create_trial
 from mnist_study.report import content, document, figures, refit, results, selection
 from mnist_study.report.registry import Registered
 from mnist_study.report.rerun import compare
+from mnist_study.report.sequential import BETTER, NOT_DISTINGUISHABLE, Design, Outcome
 from mnist_study.sweep.trials import MLFLOW_RUN_ATTR
 
 DISTRIBUTIONS = {
@@ -202,7 +203,7 @@ def test_a_two_objective_study_names_each_objective_and_the_serving_hint_names_i
     unnamed = document.to_markdown(content.selection_section(cfg, study, [], []))
     assert "maximize its first objective and minimize its second objective" in unnamed
     baseline = [refit_of("baseline (trial 0)", "baseline", seed, 0.98) for seed in (0, 1)]
-    (row,) = results.rows([baseline[0].refit.candidate], baseline)
+    (row,) = results.rows([baseline[0].refit.candidate], baseline, {}, Design(seeds=2, interim_seeds=()))
     hint = document.to_markdown(content.models_section(cfg, [Registered(row, "3", ("baseline", "champion"))]))
     assert "make serve MODEL=models:/mnist-pareto@champion" in hint
 
@@ -212,6 +213,26 @@ def test_the_report_says_how_many_refits_it_reused() -> None:
     assert content.reuse_text(trained) == "This report trained all 2 refits."
     partly = [trained[0], refit_of("baseline (trial 0)", "baseline", 1, 0.98, reused=True)]
     assert content.reuse_text(partly).startswith("This report reused 1 of its 2 refits")
-    (row,) = results.rows([partly[0].refit.candidate], partly)
+    (row,) = results.rows([partly[0].refit.candidate], partly, {}, Design(seeds=2, interim_seeds=()))
     text = document.to_markdown(content.results_section([row]))
     assert "`run-baseline (trial 0)-1` (reused)" in text and "`run-baseline (trial 0)-0` (reused)" not in text
+
+
+def test_a_variant_settled_early_is_compared_on_the_seeds_that_settled_it() -> None:
+    design = Design(seeds=5, interim_seeds=(3,))
+    baseline = [refit_of("baseline (trial 0)", "baseline", seed, 0.9800 + 0.0001 * seed) for seed in range(5)]
+    strong = [refit_of("trial 7", "variant", seed, 0.9850 + 0.0001 * seed) for seed in range(3)]
+    equal = [refit_of("trial 3", "variant", seed, 0.9802 - 0.0002 * (seed % 2)) for seed in range(3)]
+    candidates = [baseline[0].refit.candidate, strong[0].refit.candidate, equal[0].refit.candidate]
+    outcomes = {
+        "trial 7": Outcome(BETTER, settled_at=0, evidence=0),
+        "trial 3": Outcome(NOT_DISTINGUISHABLE, settled_at=0, evidence=0, stopped_for_futility=True),
+    }
+    base, seven, three = results.rows(candidates, [*baseline, *strong, *equal], outcomes, design)
+    assert base.verdict == "the reference" and base.compared_seeds is None
+    assert seven.better_than_baseline and seven.compared_seeds == 3
+    assert seven.verdict == "better than the baseline at 95% (settled after 3 seeds)"
+    # The comparison uses the baseline's first three seeds, as the procedure did, not all five.
+    assert seven.comparison.difference == pytest.approx(0.0050)
+    assert not three.better_than_baseline
+    assert three.verdict.startswith("not distinguishable from the baseline (refits stopped after 3 seeds")

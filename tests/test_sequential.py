@@ -118,6 +118,27 @@ def test_a_p_value_just_under_the_level_waits_for_the_last_look() -> None:
     assert (outcomes["trial 4"].settled_at, outcomes["trial 4"].evidence) == (1, 1)
 
 
+def holm_adjusted(p_values: Sequence[float]) -> list[float]:
+    """Holm's adjusted p-values from the textbook: sort, multiply by (m - rank), keep the running maximum."""
+    order = sorted(range(len(p_values)), key=lambda index: p_values[index])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def test_with_no_interim_look_it_is_holms_procedure() -> None:
+    generator = np.random.default_rng(5)
+    design = Design(seeds=5, interim_seeds=())
+    for _ in range(2000):
+        p_values = generator.uniform(0, 0.1, size=3) ** generator.uniform(0.5, 2)
+        looks = {variant: Look(float(p), 0.001) for variant, p in zip(VARIANTS, p_values, strict=True)}
+        outcomes = sequential.run(design, VARIANTS, lambda seeds, open_variants, looks=looks: looks)
+        rejected = [outcomes[variant].verdict == BETTER for variant in VARIANTS]
+        assert rejected == [adjusted <= 0.05 for adjusted in holm_adjusted(list(p_values))]
+
+
 @pytest.mark.parametrize(
     ("keywords", "message"),
     [

@@ -50,13 +50,6 @@ def test_welch_without_variance_still_gives_a_verdict() -> None:
         stats.welch([0.98], [0.97, 0.98])
 
 
-def test_holm_matches_its_definition() -> None:
-    # Sorted p: 0.01, 0.02, 0.04 -> 3*0.01=0.03, max(0.03, 2*0.02)=0.04, max(0.04, 1*0.04)=0.04.
-    assert stats.holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
-    assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
-    assert stats.holm([]) == []
-
-
 def test_error_count_is_exact_for_test_set_accuracies() -> None:
     # float32 accuracies as Keras reports them: 9751/10000 is not exactly representable.
     assert stats.error_count(float(np.float32(0.9751))) == 249
@@ -64,11 +57,3 @@ def test_error_count_is_exact_for_test_set_accuracies() -> None:
     assert [stats.error_count(float(np.float32(k / 10000))) for k in range(9700, 9900)] == list(
         range(300, 100, -1)
     )
-
-
-def test_verdicts_follow_the_sign_and_the_adjusted_p() -> None:
-    better = stats.welch(VARIANT, BASELINE)
-    assert stats.verdict(better, better.p_value) == "better than the baseline at 95%"
-    worse = stats.welch(BASELINE, VARIANT)
-    assert stats.verdict(worse, worse.p_value) == "worse than the baseline at 95%"
-    assert stats.verdict(better, 0.2) == "not distinguishable from the baseline"

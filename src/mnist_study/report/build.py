@@ -25,6 +25,8 @@ from mnist_study.report import (
     rescore,
     results,
     selection,
+    sequential,
+    stats,
     strays,
 )
 from mnist_study.report.rerun import RerunResult, rerun_in_subprocess
@@ -80,9 +82,16 @@ def build(cfg: DictConfig, forwarded: Sequence[str], given: Sequence[str]) -> Pa
         candidates = selection.candidates(study, rescore.ranked(pool, rescored, maximize)[: cfg.top_k])
         chosen = {candidate.label for candidate in candidates}
         plans = [planned for planned in every_plan if planned.candidate.label in chosen]
-        done = refit_all(plans, tracked, cfg)
-        tracked.set_tags({"report.refits_reused": str(sum(result.reused for result in done))})
-        table = results.rows(candidates, done)
+        design = procedure(cfg)
+        done, outcomes = refit_sequentially(plans, candidates, design, tracked, cfg)
+        tracked.set_tags(
+            {
+                "report.refits_reused": str(sum(result.reused for result in done)),
+                "report.refits": str(len(done)),
+                "report.procedure": sequential.NAME,
+            }
+        )
+        table = results.rows(candidates, done, outcomes, design)
         registered = promote(cfg, table, tracked.client, tracked.run_id, command)
         rerun_result = check_rerun(cfg, study) if cfg.rerun_check else None
         facts = environment.facts(plans[0].cfg)
@@ -103,19 +112,68 @@ def build(cfg: DictConfig, forwarded: Sequence[str], given: Sequence[str]) -> Pa
     return folder
 
 
-def refit_all(plans: Sequence[refit.Refit], tracked: TrackedRun, cfg: DictConfig) -> list[refit.RefitResult]:
-    """Every planned refit, reused from the store where the same refit FINISHED before (unless `reuse=false`)."""
-    done = []
-    for number, planned in enumerate(plans, start=1):
-        result = refit.run_refit(planned, tracked, cfg.study_name, reuse=cfg.reuse)
-        done.append(result)
-        how = f"reused run {result.run_id}" if result.reused else f"{result.seconds:.1f}s"
-        print(
-            f"refit {number}/{len(plans)} {planned.candidate.label} seed={planned.seed}: "
-            f"test_accuracy={result.test_accuracy:.4f} {how}",
-            flush=True,
+def procedure(cfg: DictConfig) -> sequential.Design:
+    """The testing procedure `cfg.procedure` describes, for `cfg.seeds` seeds (interim looks at or past the last
+    are dropped: `seeds=3` with the default `interim_seeds: [3]` tests once, after 3 seeds)."""
+    interim = tuple(int(seeds) for seeds in cfg.procedure.interim_seeds if int(seeds) < cfg.seeds)
+    try:
+        return sequential.Design(
+            seeds=max(cfg.seeds, 2),
+            interim_seeds=interim,
+            interim_spending=float(cfg.procedure.interim_spending),
+            futility_p=float(cfg.procedure.futility_p),
         )
-    return done
+    except ValueError as error:
+        raise ReportError(f"procedure: {error}") from error
+
+
+def refit_sequentially(
+    plans: Sequence[refit.Refit],
+    candidates: Sequence[selection.Candidate],
+    design: sequential.Design,
+    tracked: TrackedRun,
+    cfg: DictConfig,
+) -> tuple[list[refit.RefitResult], dict[str, sequential.Outcome]]:
+    """Refit look by look: at each, the baseline, the replica and every variant whose verdict is still open get
+    the look's seeds; `sequential` then says which verdicts are settled. Reused where the same refit FINISHED."""
+    by_label = {c.label: [p for p in plans if p.candidate.label == c.label] for c in candidates}
+    done: dict[str, list[refit.RefitResult]] = {label: [] for label in by_label}
+    baseline = next(c.label for c in candidates if c.role == "baseline")
+    companions = [c.label for c in candidates if c.role != "variant"]
+    variants = [c.label for c in candidates if c.role == "variant"]
+
+    def refit_up_to(label: str, seeds: int) -> list[float]:
+        for planned in by_label[label][len(done[label]) : seeds]:
+            result = refit.run_refit(planned, tracked, cfg.study_name, reuse=cfg.reuse)
+            done[label].append(result)
+            how = f"reused run {result.run_id}" if result.reused else f"{result.seconds:.1f}s"
+            count = sum(len(results) for results in done.values())
+            print(
+                f"refit {count} (at most {len(plans)}) {label} seed={planned.seed}: "
+                f"test_accuracy={result.test_accuracy:.4f} {how}",
+                flush=True,
+            )
+        return [result.test_accuracy for result in done[label][:seeds]]
+
+    def compare(seeds: int, open_variants: Sequence[str]) -> dict[str, sequential.Look]:
+        for label in companions:
+            refit_up_to(label, seeds)
+        base = refit_up_to(baseline, seeds)
+        looks = {}
+        for label in open_variants:
+            comparison = stats.welch(refit_up_to(label, seeds), base)
+            looks[label] = sequential.Look(comparison.p_value, comparison.difference)
+        return looks
+
+    outcomes = sequential.run(design, variants, compare) if cfg.seeds >= 2 else {}
+    # Without variants (or seeds to compare) nothing above refitted: the baseline and replica still get theirs.
+    for label in companions:
+        refit_up_to(label, cfg.seeds if not variants or cfg.seeds < 2 else design.looks[0])
+    for label, outcome in outcomes.items():
+        if outcome.verdict is not None and outcome.settled_at is not None:
+            seeds = design.looks[outcome.settled_at]
+            print(f"{label}: {outcome.verdict} after {seeds} seeds", flush=True)
+    return [result for results in done.values() for result in results], outcomes
 
 
 def promote(
@@ -196,7 +254,7 @@ def row_summary(row: Row) -> dict:
         "ci95": [row.accuracy.ci_low, row.accuracy.ci_high],
         "difference_vs_baseline": comparison.difference if comparison else None,
         "p_welch": comparison.p_value if comparison else None,
-        "p_adjusted": row.adjusted_p,
+        "seeds_compared": row.compared_seeds,
         "verdict": row.verdict,
         "runs": [result.run_id for result in row.refits],
         "reused_runs": [result.run_id for result in row.refits if result.reused],

@@ -21,6 +21,9 @@ from mnist_study.report.results import Row, p_text, pct, signed_pp
 from mnist_study.secrets import redact
 from mnist_study.serving import CHAMPION_ALIAS
 
+# How the report names its testing procedure wherever it states a verdict.
+PROCEDURE = "Welch's t-test, Holm's procedure with interim looks"
+
 STATISTICS = (
     "Each configuration is refitted on the full training set (no validation hold-out) once per seed and scored "
     "on the 10 000 test images. Mean ± sample standard deviation (ddof = 1); the 95 % confidence interval of "
@@ -29,8 +32,10 @@ STATISTICS = (
     "test: every configuration uses the same seeds, but a seed does not make matched pairs across "
     "configurations (a different width draws different initial weights from it; the replica trains on other "
     "images), so pairing by seed would spend degrees of freedom on a correlation that is not there. The "
-    "variants' p-values are Holm-adjusted (several variants are compared with one baseline); the verdict uses "
-    "the adjusted p at 5 %. Test errors = round((1 - accuracy) x 10 000). Nothing was selected on the test set: "
+    "variants form one family, tested by Holm's procedure with interim looks (report/sequential.py): each "
+    "variant is compared after the first seeds and again after all of them, spending part of its level at each "
+    "look, and a variant whose verdict is settled early is refitted no further; the family-wise error rate stays "
+    "at most 5 %. Test errors = round((1 - accuracy) x 10 000). Nothing was selected on the test set: "
     "the variants are the study's top trials by its objective on the validation split."
 )
 
@@ -76,10 +81,10 @@ def headline(table: Sequence[Row]) -> str:
     if not variants:
         return text + "The study has no COMPLETE trial besides the baseline, so no variant was compared."
     if better:
-        return text + f"Better than the baseline at 95 % (Holm-adjusted Welch test): {', '.join(better)}."
+        return text + f"Better than the baseline at 95 % ({PROCEDURE}): {', '.join(better)}."
     return text + (
         f"None of the {len(variants)} variant(s) is distinguishable from the baseline at 95 % "
-        "(Holm-adjusted Welch test) — or better than it."
+        f"({PROCEDURE}) — or better than it."
     )
 
 
@@ -92,7 +97,7 @@ def results_section(table: Sequence[Row]) -> list[Block]:
         "test errors / 10 000",
         "difference vs baseline [95 % CI]",
         "p (Welch)",
-        "p (Holm)",
+        "seeds compared",
         "verdict",
     )
     rows = []
@@ -103,7 +108,7 @@ def results_section(table: Sequence[Row]) -> list[Block]:
             if comparison
             else "—"
         )
-        adjusted = p_text(row.adjusted_p) if row.candidate.role == "variant" else "—"
+        seeds = str(row.compared_seeds) if row.compared_seeds else "—"
         rows.append(
             (
                 row.candidate.label,
@@ -113,7 +118,7 @@ def results_section(table: Sequence[Row]) -> list[Block]:
                 f"{row.errors.mean:.1f} ± {row.errors.std:.1f}",
                 difference,
                 p_text(comparison.p_value) if comparison else "—",
-                adjusted,
+                seeds,
                 row.verdict,
             )
         )
@@ -316,7 +321,7 @@ def models_section(cfg: DictConfig, registered: Sequence[Registered]) -> list[Bl
         Paragraph(
             f"The seed-{REGISTERED_SEED} refit of the baseline and of each variant is a version of the registered "
             f"model `{name}`. `champion` is the variant ranked highest by validation among those "
-            "better than the baseline at 95 % (Holm), or the baseline when none is."
+            f"better than the baseline at 95 % ({PROCEDURE}), or the baseline when none is."
         ),
         Table(("aliases", "version", "configuration", "verdict"), rows),
         Code(

@@ -4,9 +4,10 @@ Every refit logged its model (see `serving.model`). The seed-0 refit of the base
 version of the registered model named after the MLflow experiment, tagged with what the report found. The
 `champion` alias goes to the variant ranked highest by validation (the study's objective, or its mean over more
 seeds when the report re-scores: see `rescore`) among those the report finds better than the baseline at 95 %
-(Holm); if none is, to the baseline. The test set only decides whether a variant is better, never which; the seed
-replica (fit on test) is never registered. Running the report again registers its own refits and moves the
-aliases by the same rule; a refit it reused keeps the version an earlier report on the study made for it.
+(Holm's procedure with interim looks: `sequential`); if none is, to the baseline. The test set only decides
+whether a variant is better, never which; the seed replica (fit on test) is never registered. Running the report
+again registers its own refits and moves the aliases by the same rule; a refit it reused keeps the version an
+earlier report on the study made for it.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def version_tags(row: Row, study: str, report_run_id: str) -> dict[str, str]:
         "overrides": " ".join(row.candidate.overrides),
         "test_accuracy": f"{pct(accuracy.mean)} ± {pct(accuracy.std)} over {accuracy.n} seeds",
         "ci95": f"[{pct(accuracy.ci_low)}, {pct(accuracy.ci_high)}]",
-        "p_holm": p_text(row.adjusted_p),
+        "p_welch": p_text(row.comparison.p_value) if row.comparison else "",
         "verdict": row.verdict,
         "report_run_id": report_run_id,
     }

@@ -1,15 +1,16 @@
 """From refits to the results table: per configuration, the test accuracy's summary and its comparison with the
-baseline (Welch's t-test; Holm's correction across the study's variants)."""
+baseline (Welch's t-test), with the verdict the report's procedure reached (`report/sequential.py`)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from mnist_study.report import stats
 from mnist_study.report.refit import RefitResult
 from mnist_study.report.selection import Candidate
+from mnist_study.report.sequential import BETTER, NOT_DISTINGUISHABLE, WORSE, Design, Outcome
 
 
 @dataclass(frozen=True)
@@ -20,51 +21,39 @@ class Row:
     refits: tuple[RefitResult, ...]
     accuracy: stats.Summary
     errors: stats.Summary
+    # The comparison with the baseline that decided the verdict (a variant's at the look that settled it).
     comparison: stats.Comparison | None
-    adjusted_p: float | None
+    # How many seeds of each that comparison used.
+    compared_seeds: int | None
     verdict: str
+    better_than_baseline: bool = False
 
     @property
     def accuracies(self) -> list[float]:
         return [refit.test_accuracy for refit in self.refits]
 
-    @property
-    def better_than_baseline(self) -> bool:
-        """Whether the comparison (Holm-adjusted for the variants) finds this configuration better at 95 %."""
-        comparison, p = self.comparison, self.adjusted_p
-        return comparison is not None and p is not None and stats.is_better(comparison, p)
 
+def rows(
+    candidates: Sequence[Candidate],
+    refits: Sequence[RefitResult],
+    outcomes: Mapping[str, Outcome],
+    design: Design,
+) -> list[Row]:
+    """Summarise every configuration and compare it with the baseline.
 
-def rows(candidates: Sequence[Candidate], refits: Sequence[RefitResult]) -> list[Row]:
-    """Summarise and compare every configuration with the baseline.
-
-    Only the variants form the family that Holm's correction covers: they are the study's claims to beat the
-    baseline. The replica's p-value is shown unadjusted; its protocol (fit on test) disqualifies it anyway.
+    Only the variants form the family the procedure covers: they are the study's claims to beat the baseline. The
+    replica is compared on every seed it has, unadjusted; its protocol (fit on test) disqualifies it anyway.
     """
     by_label = {c.label: [r for r in refits if r.refit.candidate.label == c.label] for c in candidates}
     baseline = next(c for c in candidates if c.role == "baseline")
     base = [r.test_accuracy for r in by_label[baseline.label]]
-    comparisons = {
-        c.label: stats.welch([r.test_accuracy for r in by_label[c.label]], base)
-        for c in candidates
-        if c.role != "baseline" and len(base) >= 2 and len(by_label[c.label]) >= 2
-    }
-    variants = [c.label for c in candidates if c.role == "variant" and c.label in comparisons]
-    adjusted = dict(zip(variants, stats.holm([comparisons[v].p_value for v in variants]), strict=True))
     table = []
     for candidate in candidates:
         results = tuple(by_label[candidate.label])
         accuracies = [r.test_accuracy for r in results]
-        comparison = comparisons.get(candidate.label)
-        p = adjusted.get(candidate.label, comparison.p_value if comparison else None)
-        if candidate.role == "baseline":
-            verdict = "the reference"
-        elif comparison is None or p is None:
-            verdict = "not tested (needs at least two seeds)"
-        else:
-            verdict = stats.verdict(comparison, p)
-            if candidate.role == "replica":
-                verdict += " (but it fits on the test set: not an honest estimate)"
+        outcome = outcomes.get(candidate.label)
+        seeds = seeds_compared(candidate.role, len(accuracies), len(base), outcome, design)
+        comparison = stats.welch(accuracies[:seeds], base[:seeds]) if seeds else None
         table.append(
             Row(
                 candidate,
@@ -72,11 +61,54 @@ def rows(candidates: Sequence[Candidate], refits: Sequence[RefitResult]) -> list
                 stats.summarize(accuracies),
                 stats.summarize([float(stats.error_count(a)) for a in accuracies]),
                 comparison,
-                p,
-                verdict,
+                seeds,
+                verdict_text(candidate.role, comparison, outcome, design),
+                outcome is not None and outcome.verdict == BETTER,
             )
         )
     return table
+
+
+def seeds_compared(
+    role: str, seeds: int, baseline_seeds: int, outcome: Outcome | None, design: Design
+) -> int | None:
+    """How many seeds the row's comparison uses: the deciding look's for a variant, all shared ones otherwise."""
+    if role == "baseline":
+        return None
+    if outcome is not None and outcome.evidence is not None:
+        return design.looks[outcome.evidence]
+    shared = min(seeds, baseline_seeds)
+    return shared if shared >= 2 else None
+
+
+def verdict_text(role: str, comparison: stats.Comparison | None, outcome: Outcome | None, design: Design) -> str:
+    """A plain-language verdict against the baseline at the design's level."""
+    confidence = f"{1 - design.level:.0%}"
+    if role == "baseline":
+        return "the reference"
+    if comparison is None:
+        return "not tested (needs at least two seeds)"
+    if role == "replica":
+        p = comparison.p_value
+        found = BETTER if p <= design.level and comparison.difference > 0 else NOT_DISTINGUISHABLE
+        found = WORSE if p <= design.level and comparison.difference < 0 else found
+        return f"{phrase(found, confidence)} (but it fits on the test set: not an honest estimate)"
+    if outcome is None or outcome.verdict is None:
+        return "not tested"
+    text = phrase(outcome.verdict, confidence)
+    if outcome.stopped_for_futility:
+        return f"{text} (refits stopped after {design.looks[outcome.evidence]} seeds: no sign of a difference)"
+    if outcome.evidence is not None and outcome.evidence < len(design.looks) - 1:
+        return f"{text} (settled after {design.looks[outcome.evidence]} seeds)"
+    return text
+
+
+def phrase(verdict: str, confidence: str) -> str:
+    if verdict == BETTER:
+        return f"better than the baseline at {confidence}"
+    if verdict == WORSE:
+        return f"worse than the baseline at {confidence}"
+    return "not distinguishable from the baseline"
 
 
 def pct(value: float, digits: int = 2) -> str:

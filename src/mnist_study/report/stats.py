@@ -1,4 +1,6 @@
-"""The report's statistics: summaries with t-based confidence intervals, Welch's t-test, Holm's correction.
+"""The report's statistics: summaries with t-based confidence intervals and Welch's t-test.
+
+Which comparisons count as verdicts, and at what level, is `sequential`'s part.
 
 Written out from their formulas (tests check them against scipy on fixed numbers); scipy supplies only the t
 distribution. This module imports neither TensorFlow nor MLflow.
@@ -76,33 +78,6 @@ def welch(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE
     return Comparison(difference, difference - half, difference + half, df, t, p_value)
 
 
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values (same order as given): several variants are compared with one
-    baseline, and the chance that at least one looks better by luck grows with their number."""
-    m = len(p_values)
-    order = sorted(range(m), key=lambda index: p_values[index])
-    adjusted = [0.0] * m
-    running = 0.0
-    for rank, index in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p_values[index]))
-        adjusted[index] = running
-    return adjusted
-
-
 def error_count(accuracy: float, images: int = TEST_IMAGES) -> int:
     """How many test images an accuracy misclassifies (accuracy is a count over `images`, so this is exact)."""
     return round((1 - accuracy) * images)
-
-
-def is_better(comparison: Comparison, adjusted_p: float, level: float = 1 - CONFIDENCE) -> bool:
-    """Whether a configuration beats the baseline at the given level (on the adjusted p-value)."""
-    return adjusted_p < level and comparison.difference > 0
-
-
-def verdict(comparison: Comparison, adjusted_p: float, level: float = 1 - CONFIDENCE) -> str:
-    """A plain-language verdict against the baseline at the given level (on the adjusted p-value)."""
-    if is_better(comparison, adjusted_p, level):
-        return f"better than the baseline at {1 - level:.0%}"
-    if adjusted_p < level and comparison.difference < 0:
-        return f"worse than the baseline at {1 - level:.0%}"
-    return "not distinguishable from the baseline"
