@@ -94,7 +94,7 @@ def test_the_champion_is_the_best_ranked_variant_that_beats_the_baseline(registr
         run = client.get_run(version.run_id)
         assert run.data.tags["report.seed"] == "0"
         assert version.source == client.get_logged_model(run.data.tags["model_id"]).artifact_location
-        expected = {"study", "trial", "overrides", "test_accuracy", "ci95", "p_holm", "verdict", "report_run_id"}
+        expected = {"study", "trial", "overrides", "test_accuracy", "ci95", "p_welch", "verdict", "report_run_id"}
         assert expected <= set(version.tags)
 
 
