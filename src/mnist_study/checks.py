@@ -89,7 +89,8 @@ def check_train(cfg: DictConfig) -> None:
     deterministic = cfg.train.deterministic
     require(isinstance(deterministic, bool), "train.deterministic", deterministic, "true or false")
     jit = cfg.train.jit_compile
-    require(isinstance(jit, bool) or jit == "auto", "train.jit_compile", jit, "true, false or auto")
+    allowed = "true, false, auto or update"
+    require(isinstance(jit, bool) or jit in ("auto", "update"), "train.jit_compile", jit, allowed)
     scoring = cfg.train.jit_compile_scoring
     require(isinstance(scoring, bool), "train.jit_compile_scoring", scoring, "true or false")
     loop = cfg.train.loop

@@ -124,10 +124,13 @@ class EpochLoop:
         jit_compile: bool,
         jit_compile_scoring: bool | None = None,
         dropout_masks: str = "keras",
+        jit_compile_update: bool = False,
     ) -> None:
         """`jit_compile`: XLA for training; scoring follows it unless `jit_compile_scoring` is given.
         `dropout_masks`: "keras" (the Dropout layers draw them) or "hashed" (this loop draws them; the model must
-        be a `keras.Sequential`, whose layers run in the order they are listed)."""
+        be a `keras.Sequential`, whose layers run in the order they are listed). `jit_compile_update`: where the
+        epoch is not compiled, compile the optimizer's update alone with XLA, which fuses its element-wise
+        operations, while the matrix products stay with TensorFlow's kernels (oneDNN)."""
         if dropout_masks not in DROPOUT_MASKS:
             raise ValueError(f"train.dropout_masks={dropout_masks!r}: must be one of {', '.join(DROPOUT_MASKS)}")
         dropouts = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
@@ -139,6 +142,11 @@ class EpochLoop:
         self.optimizer = optimizer
         self.classes = int(model.output_shape[-1])
         self.hashed_masks = dropout_masks == "hashed" and bool(dropouts)
+        self._update = (
+            tf.function(self._apply_gradients, jit_compile=True)
+            if jit_compile_update and not jit_compile
+            else self._apply_gradients
+        )
         # Build the optimizer's slots now: variables cannot be created inside the traced epoch.
         optimizer.build(model.trainable_variables)
         # reduce_retracing: the validation and test sets differ in size only, so one general trace serves both.
@@ -158,6 +166,9 @@ class EpochLoop:
                 outputs = layer(outputs, training=True)
         return outputs
 
+    def _apply_gradients(self, gradients: list[tf.Tensor]) -> None:
+        self.optimizer.apply(gradients, self.model.trainable_variables)
+
     def _train_step(
         self, images: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor, step: tf.Tensor, key: tf.Tensor
     ) -> StepTotals:
@@ -166,7 +177,7 @@ class EpochLoop:
             probabilities = self._forward(images, step, key)
             totals = weighted_totals(labels, probabilities, weights)
         # The batch's mean loss, as in `fit`: padding slots weigh nothing.
-        self.optimizer.apply(tape.gradient(totals[2], variables), variables)
+        self._update(tape.gradient(totals[2], variables))
         return totals
 
     def _score_step(self, images: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor, step: tf.Tensor) -> StepTotals:

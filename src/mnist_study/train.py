@@ -31,6 +31,8 @@ from mnist_study.model import build_optimizer, compile_model
 from mnist_study.precision import BFLOAT16, FLOAT32, effective_precision
 
 log = logging.getLogger(__name__)
+# `train.jit_compile=update`: XLA compiles the optimizer's update (and the loop's dropout masks) only.
+UPDATE_ONLY = "update"
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
@@ -140,6 +142,10 @@ def train(
             "train.jit_compile=true with train.loop=keras needs train.deterministic=false: "
             "Keras disables XLA under op determinism"
         )
+    if loop == "keras" and cfg.train.jit_compile == UPDATE_ONLY:
+        raise ValueError(
+            "train.jit_compile=update needs train.loop=graph: Keras's fit compiles all of a step or none of it"
+        )
     precision = effective_precision(cfg.train.precision)
     split: Split = instantiate(cfg.data)
     set_threads(cfg.train.intra_op_threads, cfg.train.inter_op_threads)
@@ -193,20 +199,35 @@ TestScores = tuple[float, float, np.ndarray]
 Fitted = tuple[dict[str, list[float]], Callable[[], TestScores], float]
 
 
-def use_xla(cfg: DictConfig, precision: str | None = None) -> bool:
-    """Whether the epoch loop is compiled by XLA: `train.jit_compile`, where `auto` means "where it helps".
+def jit_choice(cfg: DictConfig, precision: str | None = None) -> bool | str:
+    """What XLA compiles in the epoch loop: all of it (True), nothing (False), or only the optimizer's update and
+    the loop's dropout masks (`"update"`, the matrix products left to TensorFlow's oneDNN kernels).
 
-    XLA fuses the tutorial network's small element-wise ops and fits it faster, but Keras's Dropout masks make a
-    dropout model several times slower under XLA on CPU, and XLA's CPU matrix products do not use the bfloat16
-    instructions oneDNN uses (benchmarks/README.md has the measurements). So `auto` leaves bfloat16 fits and
-    dropout models whose masks Keras draws (`train.dropout_masks=keras`) to TensorFlow's own kernels. Either way,
-    the same seed gives the same numbers. `precision` is the one the fit uses (`train.precision` when None).
+    `train.jit_compile`, where `auto` means "where it helps" (benchmarks/README.md has the measurements): XLA fuses
+    the tutorial network's small element-wise ops and fits it faster; Keras's own Dropout masks make a dropout
+    model several times slower under XLA on CPU, so dropout models with `train.dropout_masks=keras` get no XLA;
+    XLA's CPU matrix products do not use the bfloat16 instructions oneDNN uses, so bfloat16 fits, and dropout
+    models with the loop's own masks, get `update`. Either way, the same seed gives the same numbers. `precision`
+    is the one the fit uses (`train.precision` when None).
     """
-    if cfg.train.jit_compile == "auto":
-        if (precision or cfg.train.precision) == BFLOAT16:
-            return False
-        return not cfg.model.dropout or cfg.train.dropout_masks == "hashed"
-    return bool(cfg.train.jit_compile)
+    setting = cfg.train.jit_compile
+    if setting != "auto":
+        return setting
+    if (precision or cfg.train.precision) == BFLOAT16 or (
+        cfg.model.dropout and cfg.train.dropout_masks == "hashed"
+    ):
+        return UPDATE_ONLY
+    return not cfg.model.dropout
+
+
+def use_xla(cfg: DictConfig, precision: str | None = None) -> bool:
+    """Whether XLA compiles the whole epoch loop (see `jit_choice`)."""
+    return jit_choice(cfg, precision) is True
+
+
+def use_xla_for_update(cfg: DictConfig, precision: str | None = None) -> bool:
+    """Whether XLA compiles the optimizer's update alone, inside an epoch run by TensorFlow's kernels."""
+    return jit_choice(cfg, precision) == UPDATE_ONLY
 
 
 def use_xla_for_scoring(cfg: DictConfig, precision: str | None = None) -> bool:
@@ -228,6 +249,7 @@ def fit_in_epochs(fit: Fit) -> Fitted:
         jit_compile=use_xla(cfg, fit.precision),
         jit_compile_scoring=use_xla_for_scoring(cfg, fit.precision),
         dropout_masks=cfg.train.dropout_masks,
+        jit_compile_update=use_xla_for_update(cfg, fit.precision),
     )
     history = loop.fit(
         data["x_fit"],
