@@ -131,15 +131,16 @@ def test_auto_compiles_with_xla_where_it_pays() -> None:
     assert jit_choice(tiny("train.jit_compile=false")) is False
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
-def test_the_update_compiled_alone_gives_the_same_numbers_twice_and_learns(optimizer: str) -> None:
-    overrides = (f"optimizer={optimizer}", "train.jit_compile=update")
-    first = train(tiny(*overrides))
-    assert numbers(first) == numbers(train(tiny(*overrides)))
-    assert first["test_accuracy"] > 0.5
-    # The same optimizer update, compiled: it learns as the uncompiled one does, up to the last bits' drift.
-    without = train(tiny(f"optimizer={optimizer}", "train.jit_compile=false"))
-    assert first["test_accuracy"] == pytest.approx(without["test_accuracy"], abs=0.02)
+@pytest.mark.parametrize(
+    "optimizer", [("optimizer=adam",), ("optimizer=sgd", "optimizer.momentum=0.9", "optimizer.nesterov=true")]
+)
+def test_the_update_compiled_alone_gives_the_same_numbers_twice_and_the_same_math(optimizer: tuple) -> None:
+    first = train(tiny(*optimizer, "train.jit_compile=update"))
+    assert numbers(first) == numbers(train(tiny(*optimizer, "train.jit_compile=update")))
+    # The same optimizer update as without XLA, up to the rounding of fused operations.
+    without = train(tiny(*optimizer, "train.jit_compile=false"))
+    assert first["history"]["loss"] == pytest.approx(without["history"]["loss"], rel=1e-4)
+    assert first["test_loss"] == pytest.approx(without["test_loss"], rel=1e-3)
 
 
 def test_update_only_is_refused_with_keras_fit() -> None:
