@@ -95,6 +95,8 @@ def check_train(cfg: DictConfig) -> None:
     require(isinstance(scoring, bool), "train.jit_compile_scoring", scoring, "true or false")
     loop = cfg.train.loop
     require(loop in ("graph", "keras"), "train.loop", loop, "graph or keras")
+    keras_choices = "true, false or auto with train.loop=keras (Keras's fit compiles all of a step or none)"
+    require(loop == "graph" or jit != "update", "train.jit_compile", jit, keras_choices)
     precision = cfg.train.precision
     require(precision in PRECISIONS, "train.precision", precision, " or ".join(PRECISIONS))
     masks = cfg.train.dropout_masks
