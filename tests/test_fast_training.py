@@ -4,9 +4,11 @@ train exactly as they did."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 import pytest
 from omegaconf import DictConfig, open_dict
 
@@ -71,6 +73,25 @@ def test_a_bfloat16_fit_leaves_nothing_behind_for_the_next_fit(
     assert after["precision"] == "float32"
     assert all(layer.compute_dtype == "float32" for layer in after["model"].layers)
     assert numbers(after) == numbers(float32_fit)
+
+
+def test_a_bfloat16_network_is_served_and_reloaded_with_the_same_answers(
+    bfloat16_fit: dict[str, Any], tmp_path: Path
+) -> None:
+    from mnist_study.data import load_mnist
+    from mnist_study.serving.network import serving_network
+
+    trained = bfloat16_fit["model"]
+    _, (images, _) = load_mnist()
+    scaled = images[:300].reshape(300, -1).astype("float32") / np.float32(255)
+    served = serving_network(trained)
+    answers = served.predict(images[:300], verbose=0)
+    assert answers.dtype == np.float32
+    assert np.array_equal(answers, trained.predict(scaled, verbose=0))
+    # Plain Keras reloads the layers' dtype policies with them.
+    served.save(tmp_path / "network.keras")
+    loaded = keras.saving.load_model(tmp_path / "network.keras")
+    assert np.array_equal(loaded.predict(images[:300], verbose=0), answers)
 
 
 def old_config(*overrides: str) -> DictConfig:
