@@ -11,14 +11,16 @@ machine is shared and noisy, so only ratios measured side by side mean anything.
     they do the same work.
 (b) the project's training path: `mnist_study.train.train` with the baseline config from conf/, overridden only
     to fit all 60 000 images without a validation split (`data.val_size=0`), the same work as (a).
-(c) the machine's peak: a 4096 x 4096 float32 `tf.matmul` through TensorFlow.
+(b16) (b) in bfloat16 arithmetic (`train.precision=bfloat16`), the same config otherwise.
+(c) the machine's peak: a 4096 x 4096 float32 `tf.matmul` through TensorFlow; (c16) the same in bfloat16, the
+    peak (b16) is measured against.
 
 GFLOP per run = 3 x 2 x (the model's weights) x images x epochs (forward + backward, the usual convention).
 The overhead sweep is the default study's first few trials, run three times: as it is, without per-run figures,
 and with every trial cut to two epochs (the worst case: the same fixed costs around seconds of training).
 
 Last line: `speedup=<a/b> peak=<GFLOP/s of b / GFLOP/s of c> overhead=<share of the default sweep's wall time
-spent outside fit/evaluate>`.
+spent outside fit/evaluate> bf16_speedup=<b/b16> bf16_peak=<GFLOP/s of b16 / GFLOP/s of c16>`.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ BATCH_SIZE = 128
 MATMUL_N = 4096
 # The project's path on the same 60 000 images as the tutorial's code: no validation split, quiet.
 SAME_WORK = ("data.val_size=0", "train.verbose=0")
+# (b16): the baseline in bfloat16, always measured beside (b).
+BFLOAT16 = ("train.precision=bfloat16",)
 # The overhead sweep is the project's default study (experiments/sweep.yaml, its space and pruner unchanged),
 # cut to its first few trials: trial 0 is the baseline and the next ones are the sampler's first draws.
 DEFAULT_SWEEP_TRIALS = 4
@@ -133,11 +137,11 @@ def project_fit(cfg: object) -> dict[str, float]:
     }
 
 
-def matmul_gflops(n: int = MATMUL_N, repeats: int = 3) -> float:
-    """Median GFLOP/s of `repeats` n x n x n float32 matmuls (2 n^3 floating-point operations each)."""
-    a = tf.random.stateless_uniform((n, n), seed=(1, 2))
-    b = tf.random.stateless_uniform((n, n), seed=(3, 4))
-    product = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
+def matmul_gflops(n: int = MATMUL_N, repeats: int = 3, dtype: tf.DType = tf.float32) -> float:
+    """Median GFLOP/s of `repeats` n x n x n matmuls in `dtype` (2 n^3 floating-point operations each)."""
+    a = tf.cast(tf.random.stateless_uniform((n, n), seed=(1, 2)), dtype)
+    b = tf.cast(tf.random.stateless_uniform((n, n), seed=(3, 4)), dtype)
+    product = tf.function(lambda a, b: tf.reduce_sum(tf.cast(tf.matmul(a, b), tf.float32)))
     product(a, b).numpy()  # Trace and warm up once; only the steady state is timed.
     rates = []
     for _ in range(repeats):
@@ -231,7 +235,7 @@ def main() -> None:
         tf.config.threading.set_intra_op_parallelism_threads(intra)
         tf.config.threading.set_inter_op_parallelism_threads(inter)
 
-    overrides = {"b": list(SAME_WORK)}
+    overrides = {"b": list(SAME_WORK), "b16": [*SAME_WORK, *BFLOAT16]}
     variants = parse_variants(DEFAULT_VARIANTS if args.variant is None else args.variant)
     overrides.update({name: [*SAME_WORK, *extra] for name, extra in variants.items()})
     configs = compose_configs(overrides)
@@ -245,26 +249,36 @@ def main() -> None:
     for cfg in configs.values():
         project_fit(cfg)
     matmul_gflops(repeats=1)
+    matmul_gflops(repeats=1, dtype=tf.bfloat16)
 
     timings: dict[str, list[dict[str, float]]] = {"a": [], **{name: [] for name in configs}}
     peaks: list[float] = []
+    bf16_peaks: list[float] = []
     for rep in range(args.reps):
         timings["a"].append(tutorial_fit())
         for name, cfg in configs.items():
             timings[name].append(project_fit(cfg))
         peaks.append(matmul_gflops())
+        bf16_peaks.append(matmul_gflops(dtype=tf.bfloat16))
         line = " ".join(f"{name}={runs[-1]['fit']:.2f}s" for name, runs in timings.items())
-        print(f"rep {rep + 1}/{args.reps}: {line} c={peaks[-1]:.0f}GFLOP/s", file=sys.stderr, flush=True)
+        print(
+            f"rep {rep + 1}/{args.reps}: {line} c={peaks[-1]:.0f}GFLOP/s c16={bf16_peaks[-1]:.0f}GFLOP/s",
+            file=sys.stderr,
+            flush=True,
+        )
 
     # Ratios are taken within each repetition (the runs next to each other in time saw the same load), then
     # the median over repetitions: steadier than a ratio of medians when the load drifts.
-    peak = median(peaks)
+    peak, bf16_peak = median(peaks), median(bf16_peaks)
     fits = {name: [run["fit"] for run in runs] for name, runs in timings.items()}
+    labels = {"a": "a (tutorial code)", "b": "b (project, baseline)", "b16": "b16 (baseline in bfloat16)"}
     rows = []
     for name, runs in timings.items():
         fit = median(fits[name])
-        label = "a (tutorial code)" if name == "a" else "b (project, baseline)" if name == "b" else f"b + {name}"
-        of_peak = median([gflop / run / rep_peak for run, rep_peak in zip(fits[name], peaks, strict=True)])
+        label = labels.get(name, f"b + {name}")
+        # Each fit against the matmul rate of its own arithmetic.
+        own_peaks = bf16_peaks if configs.get(name, configs["b"]).train.precision == "bfloat16" else peaks
+        of_peak = median([gflop / run / rep_peak for run, rep_peak in zip(fits[name], own_peaks, strict=True)])
         speedup = median([a / run for a, run in zip(fits["a"], fits[name], strict=True)])
         rows.append(
             [
@@ -278,10 +292,11 @@ def main() -> None:
             ]
         )
     rows.append(["c (4096^3 matmul)", "", "", "", f"{peak:.0f}", "1.00", ""])
+    rows.append(["c16 (4096^3 bfloat16 matmul)", "", "", "", f"{bf16_peak:.0f}", "1.00", ""])
     print(
         f"\n{args.reps} alternating repetitions, medians; {EPOCHS} epochs x {images} images, batch {BATCH_SIZE}, "
-        f"{weights:,} weights, {gflop:.0f} GFLOP per fit; 'of peak' and 'speedup' are medians of per-repetition "
-        "ratios"
+        f"{weights:,} weights, {gflop:.0f} GFLOP per fit; 'of peak' (against c, or c16 for bfloat16 fits) and "
+        "'speedup' are medians of per-repetition ratios"
     )
     print_table(["path", "fit s", "trial s", "images/s", "GFLOP/s", "of peak", "speedup vs a"], rows)
 
@@ -329,7 +344,12 @@ def main() -> None:
     )
     speedup = median([a / b for a, b in zip(fits["a"], fits["b"], strict=True)])
     of_peak = median([gflop / b / rep_peak for b, rep_peak in zip(fits["b"], peaks, strict=True)])
-    print(f"speedup={speedup:.2f} peak={of_peak:.2f} overhead={overhead:.3f}")
+    bf16_speedup = median([b / b16 for b, b16 in zip(fits["b"], fits["b16"], strict=True)])
+    bf16_of_peak = median([gflop / b16 / rep_peak for b16, rep_peak in zip(fits["b16"], bf16_peaks, strict=True)])
+    print(
+        f"speedup={speedup:.2f} peak={of_peak:.2f} overhead={overhead:.3f} "
+        f"bf16_speedup={bf16_speedup:.2f} bf16_peak={bf16_of_peak:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -43,6 +43,8 @@ def test_baseline_config_is_valid() -> None:
         ("train.verbose=3", "train.verbose"),
         ("train.jit_compile=maybe", "train.jit_compile"),
         ("train.jit_compile_scoring=auto", "train.jit_compile_scoring"),
+        ("train.precision=float16", "train.precision"),
+        ("train.dropout_masks=numpy", "train.dropout_masks"),
         ("data.val_size=60000", "data.val_size"),
         ("data.train_subset=55001", "data.train_subset"),
         ("data.fit_on=both", "data.fit_on"),
@@ -61,6 +63,13 @@ def test_bad_value_names_its_key(override: str, key: str) -> None:
     message = str(error.value)
     assert message.startswith(f"{key}=")
     assert "\n" not in message
+
+
+def test_update_only_compilation_needs_the_epoch_loop() -> None:
+    validate(config("train.jit_compile=update"))
+    expected = r"^train\.jit_compile='update': must be true, false or auto with train\.loop=keras"
+    with pytest.raises(ConfigError, match=expected):
+        validate(config("train.jit_compile=update", "train.loop=keras"))
 
 
 def test_validation_objective_needs_a_validation_split() -> None:

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mnist_study.metrics import COST_METRICS, HISTORY_METRICS, objective_names
 from mnist_study.paths import PROJECT_ROOT
+from mnist_study.precision import PRECISIONS
 from mnist_study.secrets import redact
 
 TRAINING_IMAGES = 60000
@@ -27,6 +28,9 @@ ACTIVATIONS = (
     "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "mish", "tanh", "sigmoid",
     "hard_sigmoid", "softplus", "softsign", "exponential", "linear",
 )  # fmt: skip
+# Who draws a training step's dropout masks in the epoch loop: the model's Dropout layers, or the loop itself
+# (src/mnist_study/dropout_masks.py).
+DROPOUT_MASKS = ("keras", "hashed")
 # How long to wait for an `mlflow server` to answer before calling its URI unreachable.
 TRACKING_TIMEOUT_SECONDS = 10.0
 
@@ -85,11 +89,18 @@ def check_train(cfg: DictConfig) -> None:
     deterministic = cfg.train.deterministic
     require(isinstance(deterministic, bool), "train.deterministic", deterministic, "true or false")
     jit = cfg.train.jit_compile
-    require(isinstance(jit, bool) or jit == "auto", "train.jit_compile", jit, "true, false or auto")
+    allowed = "true, false, auto or update"
+    require(isinstance(jit, bool) or jit in ("auto", "update"), "train.jit_compile", jit, allowed)
     scoring = cfg.train.jit_compile_scoring
     require(isinstance(scoring, bool), "train.jit_compile_scoring", scoring, "true or false")
     loop = cfg.train.loop
     require(loop in ("graph", "keras"), "train.loop", loop, "graph or keras")
+    keras_choices = "true, false or auto with train.loop=keras (Keras's fit compiles all of a step or none)"
+    require(loop == "graph" or jit != "update", "train.jit_compile", jit, keras_choices)
+    precision = cfg.train.precision
+    require(precision in PRECISIONS, "train.precision", precision, " or ".join(PRECISIONS))
+    masks = cfg.train.dropout_masks
+    require(masks in DROPOUT_MASKS, "train.dropout_masks", masks, " or ".join(DROPOUT_MASKS))
     require(cfg.train.verbose in (0, 1, 2, "auto"), "train.verbose", cfg.train.verbose, "0, 1, 2 or auto")
 
 

@@ -8,6 +8,10 @@ batch of an epoch inside one `tf.while_loop` over tensors already in memory, and
 Numerics: the same model, loss and optimizer update as `fit`. The order of the training images differs (each epoch
 is shuffled by a stateless shuffle seeded with `(seed, epoch)`, so the order is the same on every run), and the
 last batch of an epoch is filled up to full size from the start of that epoch's order (see `batch_order`).
+
+Dropout: by default the model's Dropout layers draw their own masks, as in `fit`. With `dropout_masks="hashed"`
+the loop draws them instead, from a key of (seed, epoch, step, layer) (see `dropout_masks`), which XLA compiles
+into fast code where Keras's random numbers are slow.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from collections.abc import Callable, Sequence
 import keras
 import numpy as np
 import tensorflow as tf
+
+from mnist_study.checks import DROPOUT_MASKS
+from mnist_study.dropout_masks import epoch_key, mask_key, scaled_mask
 
 
 class _NewModelNewTrace(logging.Filter):
@@ -65,14 +72,15 @@ def batch_order(size: int, batch_size: int, order: tf.Tensor, wrap: bool = False
 
 
 def over_batches(
-    step: Callable[[tf.Tensor, tf.Tensor, tf.Tensor], StepTotals],
+    step: Callable[[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor], StepTotals],
     images: tf.Tensor,
     labels: tf.Tensor,
     batches: tf.Tensor,
     weights: tf.Tensor,
     classes: int,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Run `step` on every batch in one `tf.while_loop`: returns (batches run, loss sum, confusion, last loss).
+    """Run `step(images, labels, weights, step index)` on every batch in one `tf.while_loop`: returns (batches
+    run, loss sum, confusion, last loss).
 
     The loop stops after the first batch whose loss is not finite, so a diverging run is caught where it happens.
     """
@@ -83,7 +91,7 @@ def over_batches(
     def body(index: tf.Tensor, loss_sum: tf.Tensor, confusion: tf.Tensor, loss: tf.Tensor) -> tuple:
         batch = batches[index]
         step_loss_sum, step_confusion, loss = step(
-            tf.gather(images, batch), tf.gather(labels, batch), weights[index]
+            tf.gather(images, batch), tf.gather(labels, batch), weights[index], index
         )
         return index + 1, loss_sum + step_loss_sum, confusion + step_confusion, loss
 
@@ -115,11 +123,30 @@ class EpochLoop:
         optimizer: keras.optimizers.Optimizer,
         jit_compile: bool,
         jit_compile_scoring: bool | None = None,
+        dropout_masks: str = "keras",
+        jit_compile_update: bool = False,
     ) -> None:
-        """`jit_compile`: XLA for training; scoring follows it unless `jit_compile_scoring` is given."""
+        """`jit_compile`: XLA for training; scoring follows it unless `jit_compile_scoring` is given.
+        `dropout_masks`: "keras" (the Dropout layers draw them) or "hashed" (this loop draws them; the model must
+        be a `keras.Sequential`, whose layers run in the order they are listed). `jit_compile_update`: where the
+        epoch is not compiled, compile the optimizer's update alone with XLA, which fuses its element-wise
+        operations, while the matrix products stay with TensorFlow's kernels (oneDNN)."""
+        if dropout_masks not in DROPOUT_MASKS:
+            raise ValueError(f"train.dropout_masks={dropout_masks!r}: must be one of {', '.join(DROPOUT_MASKS)}")
+        dropouts = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+        if dropout_masks == "hashed" and dropouts and not isinstance(model, keras.Sequential):
+            raise ValueError("train.dropout_masks=hashed needs a keras.Sequential model (its layers run in order)")
+        if any(layer.noise_shape is not None for layer in dropouts) and dropout_masks == "hashed":
+            raise ValueError("train.dropout_masks=hashed draws one mask element per activation: no noise_shape")
         self.model = model
         self.optimizer = optimizer
         self.classes = int(model.output_shape[-1])
+        self.hashed_masks = dropout_masks == "hashed" and bool(dropouts)
+        self._update = (
+            tf.function(self._apply_gradients, jit_compile=True)
+            if jit_compile_update and not jit_compile
+            else self._apply_gradients
+        )
         # Build the optimizer's slots now: variables cannot be created inside the traced epoch.
         optimizer.build(model.trainable_variables)
         # reduce_retracing: the validation and test sets differ in size only, so one general trace serves both.
@@ -127,22 +154,42 @@ class EpochLoop:
         scoring = jit_compile if jit_compile_scoring is None else jit_compile_scoring
         self._score = tf.function(self._score_batches, jit_compile=scoring, reduce_retracing=True)
 
-    def _train_step(self, images: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor) -> StepTotals:
+    def _forward(self, images: tf.Tensor, step: tf.Tensor, key: tf.Tensor) -> tf.Tensor:
+        """The model's training forward pass; with hashed masks, layer by layer with the loop's own masks."""
+        if not self.hashed_masks:
+            return self.model(images, training=True)
+        outputs = images
+        for position, layer in enumerate(self.model.layers):
+            if isinstance(layer, keras.layers.Dropout):
+                outputs = outputs * scaled_mask(outputs, layer.rate, mask_key(key, step, position))
+            else:
+                outputs = layer(outputs, training=True)
+        return outputs
+
+    def _apply_gradients(self, gradients: list[tf.Tensor]) -> None:
+        self.optimizer.apply(gradients, self.model.trainable_variables)
+
+    def _train_step(
+        self, images: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor, step: tf.Tensor, key: tf.Tensor
+    ) -> StepTotals:
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
-            probabilities = self.model(images, training=True)
+            probabilities = self._forward(images, step, key)
             totals = weighted_totals(labels, probabilities, weights)
         # The batch's mean loss, as in `fit`: padding slots weigh nothing.
-        self.optimizer.apply(tape.gradient(totals[2], variables), variables)
+        self._update(tape.gradient(totals[2], variables))
         return totals
 
-    def _score_step(self, images: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor) -> StepTotals:
+    def _score_step(self, images: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor, step: tf.Tensor) -> StepTotals:
         return weighted_totals(labels, self.model(images, training=False), weights)
 
     def _train_batches(
-        self, images: tf.Tensor, labels: tf.Tensor, batches: tf.Tensor, weights: tf.Tensor
+        self, images: tf.Tensor, labels: tf.Tensor, batches: tf.Tensor, weights: tf.Tensor, key: tf.Tensor
     ) -> tuple:
-        return over_batches(self._train_step, images, labels, batches, weights, self.classes)
+        def step(images: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor, index: tf.Tensor) -> StepTotals:
+            return self._train_step(images, labels, weights, index, key)
+
+        return over_batches(step, images, labels, batches, weights, self.classes)
 
     def _score_batches(
         self, images: tf.Tensor, labels: tf.Tensor, batches: tf.Tensor, weights: tf.Tensor
@@ -156,7 +203,9 @@ class EpochLoop:
         size = int(images.shape[0])
         order = tf.random.experimental.stateless_shuffle(tf.range(size), seed=[seed, epoch])
         batches, weights = batch_order(size, batch_size, order, wrap=True)
-        steps, loss_sum, confusion, loss = self._train(images, labels, batches, weights)
+        # The dropout masks' key for this epoch, a tensor so that every epoch runs the same trace.
+        key = tf.constant(epoch_key(seed, epoch), tf.uint64)
+        steps, loss_sum, confusion, loss = self._train(images, labels, batches, weights, key)
         if not math.isfinite(float(loss)):
             raise NonFiniteLossError(f"loss became {float(loss)} in epoch {epoch + 1} (batch {int(steps)})")
         # Means over the images the epoch trained on (a wrapped last batch counts a few of them twice).

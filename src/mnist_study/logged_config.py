@@ -24,6 +24,9 @@ ADDED_KEYS: dict[str, Any] = {
     # TensorFlow's default thread pools.
     "train.intra_op_threads": None,
     "train.inter_op_threads": None,
+    # Float32 arithmetic, and dropout masks drawn by Keras's Dropout layer.
+    "train.precision": "float32",
+    "train.dropout_masks": "keras",
     "tracking.plots": True,
     "tracking.log_model": False,
     "tracking.system_metrics": False,

@@ -12,6 +12,8 @@ import keras
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from mnist_study.precision import FLOAT32, LAYER_POLICIES
+
 NUM_PIXELS = 28 * 28
 NUM_CLASSES = 10
 
@@ -23,20 +25,31 @@ def build_optimizer(optimizer_cfg: DictConfig) -> keras.optimizers.Optimizer:
 
 
 def build_model(
-    units: int, activation: str = "relu", dropout: float = 0.0, name: str = "mnist_mlp"
+    units: int,
+    activation: str = "relu",
+    dropout: float = 0.0,
+    name: str = "mnist_mlp",
+    precision: str = FLOAT32,
 ) -> keras.Sequential:
-    """The tutorial's multilayer perceptron; a Dropout layer is added only when `dropout > 0`."""
+    """The tutorial's multilayer perceptron; a Dropout layer is added only when `dropout > 0`.
+
+    `precision` (see `mnist_study.precision`) sets each layer's dtype policy; float32 builds exactly the network
+    built before the setting existed.
+    """
     if units < 1:
         raise ValueError(f"model.units={units}: must be a positive integer")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"model.dropout={dropout}: must be in [0, 1)")
+    if precision not in LAYER_POLICIES:
+        raise ValueError(f"train.precision={precision!r}: must be one of {', '.join(LAYER_POLICIES)}")
+    hidden_policy, output_policy = LAYER_POLICIES[precision]
     layers: list[keras.layers.Layer] = [
         keras.Input(shape=(NUM_PIXELS,)),
-        keras.layers.Dense(units, activation=activation, name="hidden"),
+        keras.layers.Dense(units, activation=activation, name="hidden", dtype=hidden_policy),
     ]
     if dropout > 0:
-        layers.append(keras.layers.Dropout(dropout, name="dropout"))
-    layers.append(keras.layers.Dense(NUM_CLASSES, activation="softmax", name="output"))
+        layers.append(keras.layers.Dropout(dropout, name="dropout", dtype=hidden_policy))
+    layers.append(keras.layers.Dense(NUM_CLASSES, activation="softmax", name="output", dtype=output_policy))
     return keras.Sequential(layers, name=name)
 
 

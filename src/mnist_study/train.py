@@ -29,8 +29,11 @@ from mnist_study.data import Split
 from mnist_study.epoch_loop import EpochLoop, NonFiniteLossError
 from mnist_study.metrics import confusion_matrix
 from mnist_study.model import build_optimizer, compile_model, trainable_parameters
+from mnist_study.precision import BFLOAT16, FLOAT32, effective_precision
 
 log = logging.getLogger(__name__)
+# `train.jit_compile=update`: XLA compiles the optimizer's update (and the loop's dropout masks) only.
+UPDATE_ONLY = "update"
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
@@ -93,26 +96,32 @@ def set_threads(intra_op: int | None, inter_op: int | None) -> None:
 
 
 # Tensors built from a split's arrays, kept for the life of the process. Keyed by the split's identity (make_split
-# is memoised, so every trial on the same data gets the same Split object); the Split is kept alive beside its
-# tensors so that an id is never reused for different data.
-_TENSORS: dict[int, tuple[Split, dict[str, tf.Tensor | None]]] = {}
+# is memoised, so every trial on the same data gets the same Split object) and the images' precision; the Split is
+# kept alive beside its tensors so that an id is never reused for different data.
+_TENSORS: dict[tuple[int, str], tuple[Split, dict[str, tf.Tensor | None]]] = {}
+IMAGE_FIELDS = ("x_fit", "x_val", "x_test")
+LABEL_FIELDS = ("y_fit", "y_val", "y_test")
 
 
-def split_tensors(split: Split) -> dict[str, tf.Tensor | None]:
+def split_tensors(split: Split, precision: str = FLOAT32) -> dict[str, tf.Tensor | None]:
     """The split's arrays as TensorFlow tensors, converted once per process rather than in every `fit`.
 
     Keras copies NumPy input into a new tensor at the start of each `fit` and `evaluate` (the 55 000 training
-    images are 172 MB as float32); tensors are sliced in place.
+    images are 172 MB as float32); tensors are sliced in place. For bfloat16 the images are stored in bfloat16:
+    the hidden layer would round them to bfloat16 in every step anyway (the same rounding, so the same numbers),
+    and each step then gathers half the bytes.
     """
-    cached = _TENSORS.get(id(split))
+    cached = _TENSORS.get((id(split), precision))
     if cached is None or cached[0] is not split:
+        image_dtype = tf.bfloat16 if precision == BFLOAT16 else tf.float32
 
-        def tensor(array: np.ndarray | None) -> tf.Tensor | None:
-            return None if array is None else tf.convert_to_tensor(array)
+        def tensor(array: np.ndarray | None, dtype: tf.DType | None = None) -> tf.Tensor | None:
+            return None if array is None else tf.convert_to_tensor(array, dtype=dtype)
 
-        fields = ("x_fit", "y_fit", "x_val", "y_val", "x_test", "y_test")
-        cached = (split, {name: tensor(getattr(split, name)) for name in fields})
-        _TENSORS[id(split)] = cached
+        tensors = {name: tensor(getattr(split, name), image_dtype) for name in IMAGE_FIELDS}
+        tensors.update({name: tensor(getattr(split, name)) for name in LABEL_FIELDS})
+        cached = (split, tensors)
+        _TENSORS[(id(split), precision)] = cached
     return cached[1]
 
 
@@ -134,20 +143,29 @@ def train(
             "train.jit_compile=true with train.loop=keras needs train.deterministic=false: "
             "Keras disables XLA under op determinism"
         )
+    if loop == "keras" and cfg.train.jit_compile == UPDATE_ONLY:
+        raise ValueError(
+            "train.jit_compile=update needs train.loop=graph: Keras's fit compiles all of a step or none of it"
+        )
+    precision = effective_precision(cfg.train.precision)
     split: Split = instantiate(cfg.data)
     set_threads(cfg.train.intra_op_threads, cfg.train.inter_op_threads)
     set_determinism(cfg.seed, cfg.train.deterministic)
-    data = split_tensors(split)
-    model = instantiate(cfg.model)
+    data = split_tensors(split, precision)
+    model = instantiate(cfg.model, precision=precision)
     optimizer = build_optimizer(cfg.optimizer)
     validation = (data["x_val"], data["y_val"]) if data["x_val"] is not None else None
     fit_and_evaluate = fit_in_epochs if loop == "graph" else fit_with_keras
     prepared = time.perf_counter()
-    history, score, fitted = fit_and_evaluate(Fit(cfg, model, optimizer, data, validation, tuple(callbacks)))
+    history, score, fitted = fit_and_evaluate(
+        Fit(cfg, model, optimizer, data, validation, tuple(callbacks), precision)
+    )
     test_loss, test_accuracy, test_confusion = score() if score_test else (None, None, None)
     finished = time.perf_counter()
     return {
         "model": model,
+        # The arithmetic the fit used: train.precision, or float32 where the CPU has no bfloat16.
+        "precision": precision,
         "history": history,
         "epochs_run": len(history["loss"]),
         # Trainable weights: the network's size, which a study may minimize beside its accuracy.
@@ -164,7 +182,8 @@ def train(
 @dataclass(frozen=True)
 class Fit:
     """What a training path (`fit_in_epochs`, `fit_with_keras`) needs: the config, the built network and
-    optimizer, the split as tensors, the validation pair (None without a hold-out) and the callbacks."""
+    optimizer, the split as tensors, the validation pair (None without a hold-out), the callbacks and the
+    precision the fit uses."""
 
     cfg: DictConfig
     model: keras.Model
@@ -172,6 +191,7 @@ class Fit:
     data: dict[str, tf.Tensor | None]
     validation: tuple[tf.Tensor, tf.Tensor] | None
     callbacks: tuple[keras.callbacks.Callback, ...]
+    precision: str = FLOAT32
 
 
 # What a training path returns: the per-epoch history, what scores the fitted network on the test set (test loss,
@@ -180,25 +200,44 @@ TestScores = tuple[float, float, np.ndarray]
 Fitted = tuple[dict[str, list[float]], Callable[[], TestScores], float]
 
 
-def use_xla(cfg: DictConfig) -> bool:
-    """Whether the epoch loop is compiled by XLA: `train.jit_compile`, where `auto` means "where it helps".
+def jit_choice(cfg: DictConfig, precision: str | None = None) -> bool | str:
+    """What XLA compiles in the epoch loop: all of it (True), nothing (False), or only the optimizer's update and
+    the loop's dropout masks (`"update"`, the matrix products left to TensorFlow's oneDNN kernels).
 
-    XLA fuses the tutorial network's small element-wise ops and fits it faster, but its random numbers on CPU make
-    a Dropout layer several times slower (benchmarks/README.md has both measurements), so `auto` leaves dropout
-    models to TensorFlow's own kernels. Either way, the same seed gives the same numbers.
+    `train.jit_compile`, where `auto` means "where it helps" (benchmarks/README.md has the measurements): XLA fuses
+    the tutorial network's small element-wise ops and fits it faster; Keras's own Dropout masks make a dropout
+    model several times slower under XLA on CPU, so dropout models with `train.dropout_masks=keras` get no XLA;
+    XLA's CPU matrix products do not use the bfloat16 instructions oneDNN uses, so bfloat16 fits, and dropout
+    models with the loop's own masks, get `update`. Either way, the same seed gives the same numbers. `precision`
+    is the one the fit uses (`train.precision` when None).
     """
-    if cfg.train.jit_compile == "auto":
-        return not cfg.model.dropout
-    return bool(cfg.train.jit_compile)
+    setting = cfg.train.jit_compile
+    if setting != "auto":
+        return setting
+    if (precision or cfg.train.precision) == BFLOAT16 or (
+        cfg.model.dropout and cfg.train.dropout_masks == "hashed"
+    ):
+        return UPDATE_ONLY
+    return not cfg.model.dropout
 
 
-def use_xla_for_scoring(cfg: DictConfig) -> bool:
+def use_xla(cfg: DictConfig, precision: str | None = None) -> bool:
+    """Whether XLA compiles the whole epoch loop (see `jit_choice`)."""
+    return jit_choice(cfg, precision) is True
+
+
+def use_xla_for_update(cfg: DictConfig, precision: str | None = None) -> bool:
+    """Whether XLA compiles the optimizer's update alone, inside an epoch run by TensorFlow's kernels."""
+    return jit_choice(cfg, precision) == UPDATE_ONLY
+
+
+def use_xla_for_scoring(cfg: DictConfig, precision: str | None = None) -> bool:
     """Whether the epoch loop's scoring passes (validation, test) are compiled by XLA too.
 
     Only where training is, and only if `train.jit_compile_scoring` asks: a forward pass gains nothing measurable
     from XLA, while each data set size (validation, test) costs a compile in every trial (benchmarks/README.md).
     """
-    return use_xla(cfg) and bool(cfg.train.jit_compile_scoring)
+    return use_xla(cfg, precision) and bool(cfg.train.jit_compile_scoring)
 
 
 def fit_in_epochs(fit: Fit) -> Fitted:
@@ -206,7 +245,12 @@ def fit_in_epochs(fit: Fit) -> Fitted:
     `use_xla_for_scoring` say."""
     cfg, data = fit.cfg, fit.data
     loop = EpochLoop(
-        fit.model, fit.optimizer, jit_compile=use_xla(cfg), jit_compile_scoring=use_xla_for_scoring(cfg)
+        fit.model,
+        fit.optimizer,
+        jit_compile=use_xla(cfg, fit.precision),
+        jit_compile_scoring=use_xla_for_scoring(cfg, fit.precision),
+        dropout_masks=cfg.train.dropout_masks,
+        jit_compile_update=use_xla_for_update(cfg, fit.precision),
     )
     history = loop.fit(
         data["x_fit"],
