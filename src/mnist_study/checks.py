@@ -24,6 +24,8 @@ from mnist_study.precision import PRECISIONS
 from mnist_study.secrets import redact
 
 TRAINING_IMAGES = 60000
+# The deepest network of the family (model.layers); mnist_study.model builds it.
+MAX_LAYERS = 3
 ACTIVATIONS = (
     "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "mish", "tanh", "sigmoid",
     "hard_sigmoid", "softplus", "softsign", "exponential", "linear",
@@ -54,10 +56,38 @@ def require(condition: bool, key: str, value: Any, allowed: str) -> None:
 
 
 def check_model(cfg: DictConfig) -> None:
-    units, dropout, activation = cfg.model.units, cfg.model.dropout, cfg.model.activation
+    units, activation = cfg.model.units, cfg.model.activation
     require(is_int(units) and units > 0, "model.units", units, "a positive integer")
-    require(is_number(dropout) and 0 <= dropout < 1, "model.dropout", dropout, "a number in [0, 1)")
+    layers = cfg.model.get("layers", 1)
+    allowed_layers = f"an integer in 1..{MAX_LAYERS} (hidden layers)"
+    require(is_int(layers) and 1 <= layers <= MAX_LAYERS, "model.layers", layers, allowed_layers)
+    for position in range(2, MAX_LAYERS + 1):
+        width = cfg.model.get(f"units_{position}")
+        deeper = "a positive integer, or null for model.units"
+        require(width is None or (is_int(width) and width > 0), f"model.units_{position}", width, deeper)
+    for key in ("dropout", "input_dropout"):
+        rate = cfg.model.get(key, 0.0)
+        require(is_number(rate) and 0 <= rate < 1, f"model.{key}", rate, "a number in [0, 1)")
+    norm = cfg.model.get("max_norm")
+    bounded = norm is None or (is_number(norm) and norm > 0)
+    require(bounded, "model.max_norm", norm, "a number > 0, or null for none")
     require(activation in ACTIVATIONS, "model.activation", activation, f"one of {', '.join(ACTIVATIONS)}")
+
+
+def check_schedule(cfg: DictConfig) -> None:
+    """A schedule's warm-up ends before the fit does (the `schedule` group; a config without one is constant)."""
+    schedule = cfg.get("schedule")
+    if schedule is None or "_target_" not in schedule:
+        return
+    warmup, epochs = schedule.get("warmup_epochs", 0), cfg.train.epochs
+    require(
+        is_int(warmup) and 0 <= warmup < epochs,
+        "schedule.warmup_epochs",
+        warmup,
+        f"an integer in 0..{epochs - 1} (fewer than train.epochs={epochs})",
+    )
+    alpha = schedule.get("alpha", 0.0)
+    require(is_number(alpha) and 0 <= alpha <= 1, "schedule.alpha", alpha, "a number in [0, 1] (the floor)")
 
 
 @functools.cache
@@ -102,6 +132,9 @@ def check_train(cfg: DictConfig) -> None:
     masks = cfg.train.dropout_masks
     require(masks in DROPOUT_MASKS, "train.dropout_masks", masks, " or ".join(DROPOUT_MASKS))
     require(cfg.train.verbose in (0, 1, 2, "auto"), "train.verbose", cfg.train.verbose, "0, 1, 2 or auto")
+    smoothing = cfg.train.get("label_smoothing", 0.0)
+    allowed = "a number in [0, 1) (0: no smoothing)"
+    require(is_number(smoothing) and 0 <= smoothing < 1, "train.label_smoothing", smoothing, allowed)
 
 
 def check_data(cfg: DictConfig) -> None:
@@ -194,6 +227,7 @@ CHECKS: tuple[Callable[[DictConfig], None], ...] = (
     check_model,
     check_optimizer,
     check_train,
+    check_schedule,
     check_data,
     check_run,
     check_tracking,

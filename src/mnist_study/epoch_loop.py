@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from mnist_study.checks import DROPOUT_MASKS
 from mnist_study.dropout_masks import epoch_key, mask_key, scaled_mask
+from mnist_study.losses import PerImageLoss, per_image_loss
 
 
 class _NewModelNewTrace(logging.Filter):
@@ -100,14 +101,19 @@ def over_batches(
     return tf.while_loop(keep_going, body, (tf.constant(0), zero, no_counts, zero))
 
 
-def weighted_totals(labels: tf.Tensor, probabilities: tf.Tensor, weights: tf.Tensor) -> StepTotals:
-    """A batch's summed loss, its confusion matrix (rows: true class) and its mean loss.
+def weighted_totals(
+    labels: tf.Tensor,
+    probabilities: tf.Tensor,
+    weights: tf.Tensor,
+    loss: PerImageLoss = keras.losses.sparse_categorical_crossentropy,
+) -> StepTotals:
+    """A batch's summed loss, its confusion matrix (rows: true class) and its mean loss (`loss`: per image).
 
     The matrix's trace is the correct count (Keras's `accuracy`, not averaged). It is a product of one-hot matrices
     rather than a scatter, so it is exact, deterministic and compiles under XLA.
     """
     classes = probabilities.shape[-1]
-    losses = keras.losses.sparse_categorical_crossentropy(labels, probabilities) * weights
+    losses = loss(labels, probabilities) * weights
     truth = tf.one_hot(labels, classes) * weights[:, tf.newaxis]
     predicted = tf.one_hot(tf.argmax(probabilities, axis=-1), classes)
     loss_sum = tf.reduce_sum(losses)
@@ -125,12 +131,14 @@ class EpochLoop:
         jit_compile_scoring: bool | None = None,
         dropout_masks: str = "keras",
         jit_compile_update: bool = False,
+        label_smoothing: float = 0.0,
     ) -> None:
         """`jit_compile`: XLA for training; scoring follows it unless `jit_compile_scoring` is given.
         `dropout_masks`: "keras" (the Dropout layers draw them) or "hashed" (this loop draws them; the model must
         be a `keras.Sequential`, whose layers run in the order they are listed). `jit_compile_update`: where the
         epoch is not compiled, compile the optimizer's update alone with XLA, which fuses its element-wise
-        operations, while the matrix products stay with TensorFlow's kernels (oneDNN)."""
+        operations, while the matrix products stay with TensorFlow's kernels (oneDNN). `label_smoothing`: the
+        loss's (`mnist_study.losses`), in training and scoring alike, as Keras's compiled loss."""
         if dropout_masks not in DROPOUT_MASKS:
             raise ValueError(f"train.dropout_masks={dropout_masks!r}: must be one of {', '.join(DROPOUT_MASKS)}")
         dropouts = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
@@ -141,6 +149,7 @@ class EpochLoop:
         self.model = model
         self.optimizer = optimizer
         self.classes = int(model.output_shape[-1])
+        self.loss = per_image_loss(label_smoothing)
         self.hashed_masks = dropout_masks == "hashed" and bool(dropouts)
         self._update = (
             tf.function(self._apply_gradients, jit_compile=True)
@@ -175,13 +184,13 @@ class EpochLoop:
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             probabilities = self._forward(images, step, key)
-            totals = weighted_totals(labels, probabilities, weights)
+            totals = weighted_totals(labels, probabilities, weights, self.loss)
         # The batch's mean loss, as in `fit`: padding slots weigh nothing.
         self._update(tape.gradient(totals[2], variables))
         return totals
 
     def _score_step(self, images: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor, step: tf.Tensor) -> StepTotals:
-        return weighted_totals(labels, self.model(images, training=False), weights)
+        return weighted_totals(labels, self.model(images, training=False), weights, self.loss)
 
     def _train_batches(
         self, images: tf.Tensor, labels: tf.Tensor, batches: tf.Tensor, weights: tf.Tensor, key: tf.Tensor

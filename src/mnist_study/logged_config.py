@@ -27,6 +27,14 @@ ADDED_KEYS: dict[str, Any] = {
     # Float32 arithmetic, and dropout masks drawn by Keras's Dropout layer.
     "train.precision": "float32",
     "train.dropout_masks": "keras",
+    # One hidden layer without input dropout or max-norm, the tutorial's loss, and a constant learning rate.
+    "model.layers": 1,
+    "model.units_2": None,
+    "model.units_3": None,
+    "model.input_dropout": 0.0,
+    "model.max_norm": None,
+    "train.label_smoothing": 0.0,
+    "schedule": {"name": "constant"},
     "tracking.plots": True,
     "tracking.log_model": False,
     "tracking.system_metrics": False,

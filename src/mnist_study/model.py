@@ -1,4 +1,9 @@
-"""The tutorial's network from config: 784 -> Dense(units, activation) [-> Dropout] -> Dense(10, softmax)."""
+"""The tutorial's network from config, grown to a family: 784 [-> Dropout] -> (Dense(units, activation)
+[-> Dropout]) x 1-3 -> Dense(10, softmax).
+
+The defaults (one hidden layer, no input dropout, no max-norm) build exactly the tutorial's network, layer names
+included, so every config logged before the family grew builds the same network again.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +17,48 @@ import keras
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from mnist_study.checks import MAX_LAYERS
+from mnist_study.losses import per_image_loss
 from mnist_study.precision import FLOAT32, LAYER_POLICIES
 
 NUM_PIXELS = 28 * 28
 NUM_CLASSES = 10
 
 
-def build_optimizer(optimizer_cfg: DictConfig) -> keras.optimizers.Optimizer:
-    """The optimizer group's `_target_` class, built with every key of the group but `name` (a label for runs)."""
+def build_optimizer(
+    optimizer_cfg: DictConfig, learning_rate: float | keras.optimizers.schedules.LearningRateSchedule | None = None
+) -> keras.optimizers.Optimizer:
+    """The optimizer group's `_target_` class, built with every key of the group but `name` (a label for runs);
+    `learning_rate`, when given (a schedule: `mnist_study.schedule`), replaces the group's own."""
     arguments = {key: value for key, value in optimizer_cfg.items() if key != "name"}
-    return instantiate(arguments, _convert_="all")
+    optimizer = instantiate(arguments, _convert_="all")
+    if learning_rate is None:
+        return optimizer
+    # Built again rather than given the schedule as an override, so that Hydra never has to convert a Keras object.
+    return optimizer.__class__.from_config({**optimizer.get_config(), "learning_rate": learning_rate})
+
+
+def hidden_widths(layers: int, units: int, units_2: int | None, units_3: int | None) -> list[int]:
+    """The hidden layers' widths: `units` for the first, and for a deeper layer its own width, or the first
+    layer's when that width is null (so `model.layers=3` alone is three layers of `model.units`)."""
+    if not 1 <= layers <= MAX_LAYERS:
+        raise ValueError(f"model.layers={layers}: must be an integer in 1..{MAX_LAYERS}")
+    deeper = [units if width is None else width for width in (units_2, units_3)]
+    widths = [units, *deeper][:layers]
+    for position, width in enumerate(widths, start=1):
+        if width < 1:
+            raise ValueError(f"{width_key(position)}={width}: must be a positive integer")
+    return widths
+
+
+def width_key(position: int) -> str:
+    """The config key of the width of hidden layer `position` (1-based): model.units, model.units_2, ..."""
+    return "model.units" if position == 1 else f"model.units_{position}"
+
+
+def layer_name(base: str, position: int) -> str:
+    """The first hidden layer keeps the tutorial's names (`hidden`, `dropout`); deeper ones are numbered."""
+    return base if position == 1 else f"{base}_{position}"
 
 
 def build_model(
@@ -30,27 +67,50 @@ def build_model(
     dropout: float = 0.0,
     name: str = "mnist_mlp",
     precision: str = FLOAT32,
+    layers: int = 1,
+    units_2: int | None = None,
+    units_3: int | None = None,
+    input_dropout: float = 0.0,
+    max_norm: float | None = None,
 ) -> keras.Sequential:
-    """The tutorial's multilayer perceptron; a Dropout layer is added only when `dropout > 0`.
+    """The tutorial's multilayer perceptron with `layers` hidden layers.
 
-    `precision` (see `mnist_study.precision`) sets each layer's dtype policy; float32 builds exactly the network
-    built before the setting existed.
+    A Dropout layer follows each hidden layer only when `dropout > 0`, and precedes the first only when
+    `input_dropout > 0`. `max_norm` bounds the norm of each hidden unit's incoming weights
+    (`keras.constraints.MaxNorm`, applied after every update; null: no bound). `precision` (see
+    `mnist_study.precision`) sets each layer's dtype policy; float32 builds exactly the network built before the
+    setting existed.
     """
-    if units < 1:
-        raise ValueError(f"model.units={units}: must be a positive integer")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"model.dropout={dropout}: must be in [0, 1)")
+    widths = hidden_widths(layers, units, units_2, units_3)
+    for key, rate in (("model.dropout", dropout), ("model.input_dropout", input_dropout)):
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"{key}={rate}: must be in [0, 1)")
+    if max_norm is not None and max_norm <= 0:
+        raise ValueError(f"model.max_norm={max_norm}: must be a number > 0 or null")
     if precision not in LAYER_POLICIES:
         raise ValueError(f"train.precision={precision!r}: must be one of {', '.join(LAYER_POLICIES)}")
     hidden_policy, output_policy = LAYER_POLICIES[precision]
-    layers: list[keras.layers.Layer] = [
-        keras.Input(shape=(NUM_PIXELS,)),
-        keras.layers.Dense(units, activation=activation, name="hidden", dtype=hidden_policy),
-    ]
-    if dropout > 0:
-        layers.append(keras.layers.Dropout(dropout, name="dropout", dtype=hidden_policy))
-    layers.append(keras.layers.Dense(NUM_CLASSES, activation="softmax", name="output", dtype=output_policy))
-    return keras.Sequential(layers, name=name)
+    network: list[keras.layers.Layer] = [keras.Input(shape=(NUM_PIXELS,))]
+    if input_dropout > 0:
+        network.append(keras.layers.Dropout(input_dropout, name="input_dropout", dtype=hidden_policy))
+    for position, width in enumerate(widths, start=1):
+        # A fresh constraint per layer: Keras ties a constraint object to nothing, but one per layer keeps each
+        # layer's config its own when the model is saved.
+        constraint = None if max_norm is None else keras.constraints.MaxNorm(max_value=max_norm, axis=0)
+        network.append(
+            keras.layers.Dense(
+                width,
+                activation=activation,
+                kernel_constraint=constraint,
+                name=layer_name("hidden", position),
+                dtype=hidden_policy,
+            )
+        )
+        if dropout > 0:
+            dropout_name = layer_name("dropout", position)
+            network.append(keras.layers.Dropout(dropout, name=dropout_name, dtype=hidden_policy))
+    network.append(keras.layers.Dense(NUM_CLASSES, activation="softmax", name="output", dtype=output_policy))
+    return keras.Sequential(network, name=name)
 
 
 def trainable_parameters(model: keras.Model) -> int:
@@ -63,11 +123,13 @@ def compile_model(
     optimizer: keras.optimizers.Optimizer,
     steps_per_execution: int = 1,
     jit_compile: bool | str = False,
+    label_smoothing: float = 0.0,
 ) -> keras.Model:
-    """Compile with the tutorial's loss on integer labels (the same numbers as one-hot, less work)."""
+    """Compile with the tutorial's loss on integer labels (the same numbers as one-hot, less work), smoothed when
+    `label_smoothing > 0` (see `mnist_study.losses`)."""
     model.compile(
         optimizer=optimizer,
-        loss="sparse_categorical_crossentropy",
+        loss="sparse_categorical_crossentropy" if label_smoothing == 0 else per_image_loss(label_smoothing),
         metrics=["accuracy"],
         steps_per_execution=steps_per_execution,
         jit_compile=jit_compile,

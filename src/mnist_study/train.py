@@ -30,6 +30,7 @@ from mnist_study.epoch_loop import EpochLoop, NonFiniteLossError
 from mnist_study.metrics import confusion_matrix
 from mnist_study.model import build_optimizer, compile_model, trainable_parameters
 from mnist_study.precision import BFLOAT16, FLOAT32, effective_precision
+from mnist_study.schedule import learning_rate, steps_per_epoch
 
 log = logging.getLogger(__name__)
 # `train.jit_compile=update`: XLA compiles the optimizer's update (and the loop's dropout masks) only.
@@ -153,7 +154,10 @@ def train(
     set_determinism(cfg.seed, cfg.train.deterministic)
     data = split_tensors(split, precision)
     model = instantiate(cfg.model, precision=precision)
-    optimizer = build_optimizer(cfg.optimizer)
+    steps = steps_per_epoch(int(data["x_fit"].shape[0]), cfg.train.batch_size)
+    rate = learning_rate(cfg.get("schedule"), cfg.optimizer.learning_rate, cfg.train.epochs, steps)
+    # A constant rate builds the optimizer exactly as before schedules existed.
+    optimizer = build_optimizer(cfg.optimizer, None if isinstance(rate, float | int) else rate)
     validation = (data["x_val"], data["y_val"]) if data["x_val"] is not None else None
     fit_and_evaluate = fit_in_epochs if loop == "graph" else fit_with_keras
     prepared = time.perf_counter()
@@ -214,11 +218,15 @@ def jit_choice(cfg: DictConfig, precision: str | None = None) -> bool | str:
     setting = cfg.train.jit_compile
     if setting != "auto":
         return setting
-    if (precision or cfg.train.precision) == BFLOAT16 or (
-        cfg.model.dropout and cfg.train.dropout_masks == "hashed"
-    ):
+    dropout = has_dropout(cfg)
+    if (precision or cfg.train.precision) == BFLOAT16 or (dropout and cfg.train.dropout_masks == "hashed"):
         return UPDATE_ONLY
-    return not cfg.model.dropout
+    return not dropout
+
+
+def has_dropout(cfg: DictConfig) -> bool:
+    """Whether the network has a Dropout layer: after its hidden layers, or on its input."""
+    return bool(cfg.model.dropout) or bool(cfg.model.get("input_dropout", 0.0))
 
 
 def use_xla(cfg: DictConfig, precision: str | None = None) -> bool:
@@ -240,6 +248,11 @@ def use_xla_for_scoring(cfg: DictConfig, precision: str | None = None) -> bool:
     return use_xla(cfg, precision) and bool(cfg.train.jit_compile_scoring)
 
 
+def label_smoothing(cfg: DictConfig) -> float:
+    """`train.label_smoothing` (0, the tutorial's loss, for a config that predates it)."""
+    return float(cfg.train.get("label_smoothing", 0.0))
+
+
 def fit_in_epochs(fit: Fit) -> Fitted:
     """`train.loop=graph`: one TensorFlow call per epoch (see `epoch_loop`), compiled by XLA as `use_xla` and
     `use_xla_for_scoring` say."""
@@ -251,6 +264,7 @@ def fit_in_epochs(fit: Fit) -> Fitted:
         jit_compile_scoring=use_xla_for_scoring(cfg, fit.precision),
         dropout_masks=cfg.train.dropout_masks,
         jit_compile_update=use_xla_for_update(cfg, fit.precision),
+        label_smoothing=label_smoothing(cfg),
     )
     history = loop.fit(
         data["x_fit"],
@@ -271,7 +285,7 @@ def fit_in_epochs(fit: Fit) -> Fitted:
 def fit_with_keras(fit: Fit) -> Fitted:
     """`train.loop=keras`: Keras's own `fit` and `evaluate`, `train.steps_per_execution` batches per call."""
     cfg, data, model = fit.cfg, fit.data, fit.model
-    compile_model(model, fit.optimizer, cfg.train.steps_per_execution, cfg.train.jit_compile)
+    compile_model(model, fit.optimizer, cfg.train.steps_per_execution, cfg.train.jit_compile, label_smoothing(cfg))
     history = model.fit(
         data["x_fit"],
         data["y_fit"],
