@@ -129,7 +129,7 @@ def test_an_old_logged_config_reruns_bit_identically(loop: str) -> None:
         ("model.layers=0", "model.layers=0: must be an integer in 1..3"),
         ("model.units_2=0", "model.units_2=0: must be a positive integer, or null"),
         ("model.input_dropout=1.0", "model.input_dropout=1.0: must be a number in [0, 1)"),
-        ("model.max_norm=0", "model.max_norm=0: must be a number > 0, or null"),
+        ("model.max_norm=-1", "model.max_norm=-1: must be a number >= 0 (0 or null: no bound)"),
         ("train.label_smoothing=-0.1", "train.label_smoothing=-0.1: must be a number in [0, 1)"),
         ("schedule.warmup_epochs=1", "schedule.warmup_epochs=1: must be an integer in 0..0"),
     ],

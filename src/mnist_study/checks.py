@@ -69,8 +69,8 @@ def check_model(cfg: DictConfig) -> None:
         rate = cfg.model.get(key, 0.0)
         require(is_number(rate) and 0 <= rate < 1, f"model.{key}", rate, "a number in [0, 1)")
     norm = cfg.model.get("max_norm")
-    bounded = norm is None or (is_number(norm) and norm > 0)
-    require(bounded, "model.max_norm", norm, "a number > 0, or null for none")
+    bounded = norm is None or (is_number(norm) and norm >= 0)
+    require(bounded, "model.max_norm", norm, "a number >= 0 (0 or null: no bound)")
     require(activation in ACTIVATIONS, "model.activation", activation, f"one of {', '.join(ACTIVATIONS)}")
 
 

@@ -32,7 +32,7 @@ ADDED_KEYS: dict[str, Any] = {
     "model.units_2": None,
     "model.units_3": None,
     "model.input_dropout": 0.0,
-    "model.max_norm": None,
+    "model.max_norm": 0,
     "train.label_smoothing": 0.0,
     "schedule": {"name": "constant"},
     "tracking.plots": True,

@@ -71,13 +71,13 @@ def build_model(
     units_2: int | None = None,
     units_3: int | None = None,
     input_dropout: float = 0.0,
-    max_norm: float | None = None,
+    max_norm: float | None = 0,
 ) -> keras.Sequential:
     """The tutorial's multilayer perceptron with `layers` hidden layers.
 
     A Dropout layer follows each hidden layer only when `dropout > 0`, and precedes the first only when
     `input_dropout > 0`. `max_norm` bounds the norm of each hidden unit's incoming weights
-    (`keras.constraints.MaxNorm`, applied after every update; null: no bound). `precision` (see
+    (`keras.constraints.MaxNorm`, applied after every update; 0 or None: no bound). `precision` (see
     `mnist_study.precision`) sets each layer's dtype policy; float32 builds exactly the network built before the
     setting existed.
     """
@@ -85,8 +85,8 @@ def build_model(
     for key, rate in (("model.dropout", dropout), ("model.input_dropout", input_dropout)):
         if not 0.0 <= rate < 1.0:
             raise ValueError(f"{key}={rate}: must be in [0, 1)")
-    if max_norm is not None and max_norm <= 0:
-        raise ValueError(f"model.max_norm={max_norm}: must be a number > 0 or null")
+    if max_norm is not None and max_norm < 0:
+        raise ValueError(f"model.max_norm={max_norm}: must be a number >= 0 (0 or null: no bound)")
     if precision not in LAYER_POLICIES:
         raise ValueError(f"train.precision={precision!r}: must be one of {', '.join(LAYER_POLICIES)}")
     hidden_policy, output_policy = LAYER_POLICIES[precision]
@@ -96,7 +96,7 @@ def build_model(
     for position, width in enumerate(widths, start=1):
         # A fresh constraint per layer: Keras ties a constraint object to nothing, but one per layer keeps each
         # layer's config its own when the model is saved.
-        constraint = None if max_norm is None else keras.constraints.MaxNorm(max_value=max_norm, axis=0)
+        constraint = keras.constraints.MaxNorm(max_value=max_norm, axis=0) if max_norm else None
         network.append(
             keras.layers.Dense(
                 width,

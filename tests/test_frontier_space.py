@@ -1,0 +1,128 @@
+"""The frontier study's space (experiments/frontier.yaml): it composes, contains the baseline, every value it can
+produce passes the job's checks, and depth is a conditional parent: a trial holds the widths of its own depth only.
+No training: the space is sampled on a real Optuna study in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+
+from conftest import PROJECT_ROOT
+from mnist_study.checks import ConfigError
+from mnist_study.sweep.space import SearchSpace, check_space, parse_space
+from mnist_study.sweep.sweeper import baseline_values
+
+EXPERIMENT = "+experiments=frontier"
+
+
+def composed(*overrides: str) -> DictConfig:
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=[EXPERIMENT, *overrides], return_hydra_config=True)
+
+
+@pytest.fixture(scope="module")
+def frontier() -> DictConfig:
+    return composed()
+
+
+def settings(config: DictConfig) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    sweeper = config.hydra.sweeper
+    params: Any = OmegaConf.to_container(sweeper.params)
+    conditional: Any = OmegaConf.to_container(sweeper.conditional)
+    return params, conditional
+
+
+def groups(config: DictConfig) -> dict[str, list[str]]:
+    """Each config group the job chose, with its options (the files of its folder), as the sweeper lists them."""
+    folders = {"experiments": PROJECT_ROOT / "experiments"}
+    return {
+        group: sorted(path.stem for path in folders.get(group, PROJECT_ROOT / "conf" / group).glob("*.yaml"))
+        for group in config.hydra.runtime.choices
+        if not group.startswith("hydra/")
+    }
+
+
+def composer() -> Callable[[list[str]], DictConfig]:
+    def compose_trial(overrides: list[str]) -> DictConfig:
+        with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+            return compose(config_name="config", overrides=[EXPERIMENT, *overrides])
+
+    return compose_trial
+
+
+def test_the_frontier_experiment_composes_its_own_study_and_store(frontier: DictConfig) -> None:
+    assert frontier.hydra.sweeper.study_name == "frontier"
+    assert frontier.tracking.experiment == "frontier"
+    first_line = (PROJECT_ROOT / "experiments" / "frontier.yaml").read_text().splitlines()[1]
+    assert first_line.startswith("# python src/run.py -m frontier")
+
+
+def test_the_baseline_lies_inside_the_space_so_it_is_trial_0(frontier: DictConfig) -> None:
+    params, conditional = settings(frontier)
+    space = parse_space(params, [], conditional)
+    baseline = baseline_values(frontier, space)
+    assert baseline["model.layers"] == 1 and baseline["schedule"] == "constant"
+    assert space.contains(baseline)
+
+
+def test_every_value_of_the_space_and_of_each_depth_passes_the_job_checks(frontier: DictConfig) -> None:
+    params, conditional = settings(frontier)
+    check_space(params, [], groups(frontier), composer(), conditional)
+
+
+def sampled(space: SearchSpace, trials: int = 90) -> list[dict[str, Any]]:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    return [space.sample(study.ask()) for _ in range(trials)]
+
+
+def test_a_trial_holds_the_widths_of_its_own_depth_only(frontier: DictConfig) -> None:
+    params, conditional = settings(frontier)
+    by_depth: dict[int, list[dict[str, Any]]] = {}
+    for trial in sampled(parse_space(params, [], conditional)):
+        by_depth.setdefault(trial["model.layers"], []).append(trial)
+    assert set(by_depth) == {1, 2, 3}
+    widths = {1: set(), 2: {"model.units_2"}, 3: {"model.units_2", "model.units_3"}}
+    for depth, trials in by_depth.items():
+        for trial in trials:
+            assert {key for key in trial if key.startswith("model.units_")} == widths[depth]
+    assert all(256 <= trial["model.units_3"] <= 1024 for trial in by_depth[3])
+
+
+def test_a_sampled_three_layer_trial_composes_with_its_widths() -> None:
+    params, conditional = settings(composed())
+    space = parse_space(params, ["model.layers=3", "schedule=cosine"], conditional)
+    trial = sampled(space, trials=1)[0]
+    config = composer()(space.job_overrides(trial))
+    assert config.model.layers == 3 and config.schedule.name == "cosine"
+    assert config.model.units_2 == trial["model.units_2"] and config.model.units_3 == trial["model.units_3"]
+
+
+@pytest.mark.parametrize(
+    ("branch", "message"),
+    [
+        (
+            {"model.layers=4": {"model.units_2": "int(interval(256, 512))"}},
+            "hydra.sweeper.conditional: model.layers=4: model.layers never takes 4 (model.layers=choice(1, 2, 3))",
+        ),
+        (
+            {"model.layers=3": {"model.units_4": "int(interval(256, 512))"}},
+            "model.layers=3: model.units_4=int(interval(256, 512)): model.units_4 is not a key of the config",
+        ),
+        (
+            {"model.layers=2": {"model.units_2": "int(interval(0, 512))"}},
+            "the value 0 gives model.units_2=0: must be a positive integer",
+        ),
+    ],
+)
+def test_a_bad_depth_branch_is_refused_in_one_line_before_any_trial(
+    frontier: DictConfig, branch: dict[str, dict[str, str]], message: str
+) -> None:
+    params, _ = settings(frontier)
+    with pytest.raises(ConfigError) as caught:
+        check_space(params, [], groups(frontier), composer(), branch)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
