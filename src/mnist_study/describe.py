@@ -30,11 +30,35 @@ def _number(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def widths(cfg: DictConfig) -> list[int]:
+    """The hidden layers' widths (one for the tutorial's network; a deeper layer without its own, the first's)."""
+    layers = cfg.model.get("layers", 1)
+    deeper = [cfg.model.get(f"units_{position}") for position in range(2, layers + 1)]
+    return [cfg.model.units, *(cfg.model.units if width is None else width for width in deeper)]
+
+
+def recipe(cfg: DictConfig) -> list[str]:
+    """What the family added beyond the tutorial, in words, for the settings a run changed (none by default)."""
+    extras = []
+    if cfg.model.get("input_dropout"):
+        extras.append(f"input dropout {_number(cfg.model.input_dropout)}")
+    if cfg.model.get("max_norm"):
+        extras.append(f"max-norm {_number(cfg.model.max_norm)}")
+    if cfg.train.get("label_smoothing"):
+        extras.append(f"label smoothing {_number(cfg.train.label_smoothing)}")
+    schedule = cfg.get("schedule")
+    if schedule is not None and schedule.get("name", "constant") != "constant":
+        extras.append(f"{schedule.name} schedule")
+    return extras
+
+
 def short_description(cfg: DictConfig) -> str:
     """The parameters a sweep varies, in one line (a plot's title)."""
-    dropout = f", dropout {_number(cfg.model.dropout)}" if cfg.model.dropout else ""
+    regularisers = [f"dropout {_number(cfg.model.dropout)}"] if cfg.model.dropout else []
+    extras = "".join(f", {extra}" for extra in [*regularisers, *recipe(cfg)])
+    units = "-".join(map(str, widths(cfg)))
     return (
-        f"{cfg.model.units} units{dropout}, {cfg.optimizer.name} lr {_number(cfg.optimizer.learning_rate)}, "
+        f"{units} units{extras}, {cfg.optimizer.name} lr {_number(cfg.optimizer.learning_rate)}, "
         f"{cfg.train.epochs} epochs, batch {cfg.train.batch_size}"
     )
 
@@ -60,8 +84,10 @@ def description(cfg: DictConfig, name: str, what: str | None = None) -> str:
         if key not in ("_target_", "name", "learning_rate")
     ]
     dropout = f"dropout {_number(cfg.model.dropout)}" if cfg.model.dropout else "no dropout"
+    dropout = ", ".join([dropout, *recipe(cfg)])
+    hidden = " → ".join(f"{width} {cfg.model.activation}" for width in widths(cfg))
     network = (
-        f"A 784 → {cfg.model.units} {cfg.model.activation} → 10 softmax network ({dropout}), trained with "
+        f"A 784 → {hidden} → 10 softmax network ({dropout}), trained with "
         f"{cfg.optimizer.name} at learning rate {_number(cfg.optimizer.learning_rate)}"
         f"{' (' + ', '.join(knobs) + ')' if knobs else ''} for {cfg.train.epochs} epochs at batch size "
         f"{cfg.train.batch_size}, seed {cfg.seed}."
