@@ -5,6 +5,7 @@ No training: the space is sampled on a real Optuna study in memory."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -14,6 +15,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from conftest import PROJECT_ROOT
 from mnist_study.checks import ConfigError
+from mnist_study.report.registry import write_champion_experiment
+from mnist_study.report.results import Row
+from mnist_study.report.selection import Candidate
+from mnist_study.report.stats import Summary
 from mnist_study.sweep.space import SearchSpace, check_space, parse_space
 from mnist_study.sweep.sweeper import baseline_values
 
@@ -126,3 +131,29 @@ def test_a_bad_depth_branch_is_refused_in_one_line_before_any_trial(
     with pytest.raises(ConfigError) as caught:
         check_space(params, [], groups(frontier), composer(), branch)
     assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_three_layer_cosine_champion_is_written_as_an_experiment_that_composes_back(tmp_path: Path) -> None:
+    overrides = (
+        "model.layers=3",
+        "model.units=1024",
+        "model.units_2=768",
+        "model.units_3=512",
+        "model.input_dropout=0.2",
+        "model.max_norm=3",
+        "schedule=cosine",
+        "optimizer=adamw",
+        "train.label_smoothing=0.1",
+    )
+    summary = Summary(n=5, mean=0.988, std=0.001, ci_low=0.987, ci_high=0.989)
+    winner = Row(Candidate("trial 7", "variant", overrides), (), summary, summary, None, 5, "better")
+    path = write_champion_experiment(tmp_path, "frontier", winner, "python src/report.py study_name=frontier")
+    assert "  - override /schedule: cosine\n" in path.read_text()
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        config = compose(
+            config_name="config",
+            overrides=[f"hydra.searchpath=[file://{tmp_path.parent}]", f"+{tmp_path.name}=frontier_champion"],
+        )
+    assert (config.model.layers, config.model.units_2, config.model.units_3) == (3, 768, 512)
+    assert config.schedule._target_ == "keras.optimizers.schedules.CosineDecay"
+    assert config.optimizer.name == "adamw" and config.train.label_smoothing == 0.1

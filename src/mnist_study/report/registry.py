@@ -28,7 +28,7 @@ from mnist_study.whole_files import write_whole
 # The refit whose model is registered: every configuration's seed 0, like the study's own trials.
 REGISTERED_SEED = 0
 # Config groups an override may choose an option of (`optimizer=adam`), as opposed to setting a key.
-GROUPS = ("data", "model", "optimizer", "train", "tracking")
+GROUPS = ("data", "model", "optimizer", "schedule", "train", "tracking")
 
 
 @dataclass(frozen=True)
