@@ -50,11 +50,28 @@ def test_bad_model_settings_name_the_key(units: int, dropout: float, key: str) -
         model.build_model(units, dropout=dropout)
 
 
-def test_the_served_network_takes_raw_pixels_and_answers_as_the_trained_one_bit_for_bit(tmp_path: Path) -> None:
+# The tutorial's family: one hidden layer, and three with input dropout and max-norm (a frontier champion's shape).
+SERVED_NETWORKS = {
+    "one-layer": {"units": 64, "dropout": 0.2},
+    "three-layers": {
+        "units": 64,
+        "layers": 3,
+        "units_2": 48,
+        "dropout": 0.5,
+        "input_dropout": 0.2,
+        "max_norm": 3.0,
+    },
+}
+
+
+@pytest.mark.parametrize("shape", sorted(SERVED_NETWORKS))
+def test_the_served_network_takes_raw_pixels_and_answers_as_the_trained_one_bit_for_bit(
+    tmp_path: Path, shape: str
+) -> None:
     from mnist_study.data import load_mnist
     from mnist_study.serving.network import serving_network
 
-    trained = model.build_model(64, dropout=0.2)
+    trained = model.build_model(**SERVED_NETWORKS[shape])
     _, (images, _) = load_mnist()
     # The training path's own scaling (data.make_split): flatten, float32, divide by 255.
     scaled = images[:300].reshape(300, -1).astype("float32") / np.float32(255)
