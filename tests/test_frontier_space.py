@@ -11,15 +11,17 @@ from typing import Any
 import optuna
 import pytest
 from hydra import compose, initialize_config_dir
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, run_cli, store_overrides
 from mnist_study.checks import ConfigError
 from mnist_study.report.registry import write_champion_experiment
 from mnist_study.report.results import Row
 from mnist_study.report.selection import Candidate
 from mnist_study.report.stats import Summary
 from mnist_study.sweep.space import SearchSpace, check_space, parse_space
+from mnist_study.sweep.storage import open_storage
 from mnist_study.sweep.sweeper import baseline_values
 
 EXPERIMENT = "+experiments=frontier"
@@ -157,3 +159,27 @@ def test_a_three_layer_cosine_champion_is_written_as_an_experiment_that_composes
     assert (config.model.layers, config.model.units_2, config.model.units_3) == (3, 768, 512)
     assert config.schedule._target_ == "keras.optimizers.schedules.CosineDecay"
     assert config.optimizer.name == "adamw" and config.train.label_smoothing == 0.1
+
+
+@pytest.mark.slow
+def test_the_frontier_sweep_runs_deep_trials_with_their_own_widths(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    shrink = ["data.train_subset=256", "data.val_size=512", "train.epochs=2", "hydra.sweeper.n_trials=3"]
+    result = run_cli(
+        [
+            "frontier",
+            "model.layers=choice(2, 3)",
+            *shrink,
+            *store_overrides(tmp_path),
+            f"hydra.sweeper.storage={storage}",
+        ]
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    trials = optuna.load_study(study_name="frontier", storage=open_storage(storage)).trials
+    assert len(trials) == 3
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    for trial in trials:
+        depth = trial.params["model.layers"]
+        assert ("model.units_3" in trial.params) == (depth == 3) and "model.units_2" in trial.params
+        ran = client.get_run(trial.user_attrs["mlflow_run_id"]).data.params
+        assert int(ran["model.layers"]) == depth and int(ran["model.units_2"]) == trial.params["model.units_2"]
