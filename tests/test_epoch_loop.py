@@ -41,6 +41,7 @@ def test_training_order_fills_the_last_batch_from_the_start_of_the_epoch() -> No
     assert batches.numpy().tolist() == [[1, 0], [3, 2]]
 
 
+@pytest.mark.slow
 def test_the_tutorial_protocol_is_not_undone_by_a_tiny_last_batch() -> None:
     # 10 000 test images at batch 128 leave 16 for a last batch. Trained on a batch of 16, RMSprop's last step
     # took this run from 98.2 % to 94.1 % on the images it trained on; a full last batch keeps it near 98 %.

@@ -178,9 +178,11 @@ def test_unusable_files_are_one_clear_message(
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Bad input through the command, without a model: each fails before TensorFlow loads, in a few seconds.
+# Bad input through the command, without a model: each fails before TensorFlow loads, in a few seconds (slow:
+# each starts the command in a subprocess).
 
 
+@pytest.mark.slow
 def test_missing_file_fails_before_mlflow_or_tensorflow_loads(tmp_path: Path) -> None:
     probe = (
         "import sys; from mnist_study.serving.predict import main; status = main(sys.argv[1:]); "
@@ -199,11 +201,13 @@ def test_missing_file_fails_before_mlflow_or_tensorflow_loads(tmp_path: Path) ->
     )
 
 
+@pytest.mark.slow
 def test_missing_file_is_one_line(tmp_path: Path) -> None:
     result = predict_cli(str(tmp_path / "seven.png"), store=f"sqlite:///{tmp_path}/mlflow.db")
     assert_one_error_line(result, "seven.png: no such file")
 
 
+@pytest.mark.slow
 def test_text_file_named_png_is_one_line(tmp_path: Path) -> None:
     notes = tmp_path / "notes.png"
     notes.write_text("seven\n")
@@ -226,6 +230,7 @@ def empty_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     return uri
 
 
+@pytest.mark.slow
 def test_default_model_without_a_store_says_to_run_the_report(tmp_path: Path, digit_png: Path) -> None:
     store = f"sqlite:///{tmp_path}/never/mlflow.db"
     result = predict_cli(str(digit_png), store=store)
@@ -234,11 +239,13 @@ def test_default_model_without_a_store_says_to_run_the_report(tmp_path: Path, di
     assert not (tmp_path / "never").exists()
 
 
+@pytest.mark.slow
 def test_default_model_in_an_empty_registry_says_to_run_the_report(digit_png: Path, empty_store: str) -> None:
     result = predict_cli(str(digit_png), store=empty_store)
     assert_one_error_line(result, f"no registered model '{REGISTERED_MODEL}'", "python src/report.py")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("model", "fragment"),
     [
@@ -270,6 +277,7 @@ def test_every_unknown_model_uri_names_the_problem_and_the_fix(
     assert fragment in str(raised.value) and "; fix: " in str(raised.value)
 
 
+@pytest.mark.slow
 def test_nothing_to_do_is_one_line(tmp_path: Path) -> None:
     assert_one_error_line(predict_cli(store=f"sqlite:///{tmp_path}/mlflow.db"), "nothing to do")
 

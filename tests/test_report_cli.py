@@ -18,6 +18,8 @@ from mnist_study.report.selection import top_trials
 from mnist_study.sweep.trials import MLFLOW_RUN_ATTR
 from test_report import assert_self_contained
 
+pytestmark = pytest.mark.slow  # Every test starts `python src/report.py`.
+
 REPORT_PY = PROJECT_ROOT / "src" / "report.py"
 
 
@@ -57,7 +59,6 @@ def reported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.mark.slow
 def test_report_holds_every_section(reported: Path) -> None:
     markdown = (reported / "report" / "report.md").read_text()
     for expected in (
@@ -86,7 +87,6 @@ def test_report_holds_every_section(reported: Path) -> None:
     assert not (PROJECT_ROOT / "experiments" / "smoke_champion.yaml").exists()
 
 
-@pytest.mark.slow
 def test_refits_are_children_of_a_report_run_under_the_studys_parent(reported: Path) -> None:
     study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{reported}/optuna.db")
     client = MlflowClient(f"sqlite:///{reported}/mlflow.db")
@@ -114,7 +114,6 @@ def test_refits_are_children_of_a_report_run_under_the_studys_parent(reported: P
     assert sorted(run.data.params["seed"] for run in refits) == ["0", "0", "0", "1", "1", "1"]
 
 
-@pytest.mark.slow
 def test_rerun_detects_a_tampered_logged_metric(reported: Path) -> None:
     uri = f"sqlite:///{reported}/mlflow.db"
     study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{reported}/optuna.db")
