@@ -4,6 +4,7 @@ fast test starts no subprocess, see tests/fast_tier.py); one rule for the system
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import os
 import shlex
@@ -11,9 +12,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -106,6 +109,15 @@ def small_config(*overrides: str) -> DictConfig:
             config_name="config",
             overrides=[f"data.train_subset={FAST_TRAIN_SUBSET}", "train.epochs=1", "train.verbose=0", *overrides],
         )
+
+
+@functools.cache
+def small_run(*overrides: str) -> Mapping[str, Any]:
+    """`train(small_config(*overrides))`, fitted once per test process: fast-tier tests that only read a fit's
+    result share it (each fit costs seconds, mostly compiling). A test that needs a fresh fit calls `train()`."""
+    from mnist_study.train import train
+
+    return MappingProxyType(train(small_config(*overrides)))
 
 
 def vacant_pid() -> int:
