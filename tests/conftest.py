@@ -22,6 +22,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from built_once import built_once, shared_root
 from fast_tier import refusal_message, refusing_subprocesses
 from mnist_study.browser import free_port
 
@@ -165,6 +166,62 @@ def cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
         return result
 
     return invoke
+
+
+# The smoke study's own data and epochs (experiments/smoke.yaml), so that the baseline lines up with its trials.
+SMOKE_BASELINE = ["data.train_subset=2000", "train.epochs=2"]
+
+
+@dataclass(frozen=True)
+class SmokeStudy:
+    """A baseline run and the smoke study (three trials), in one MLflow store and one Optuna storage.
+
+    Built once per session and shared: read it in place. A test that writes to the stores takes its own `copy`;
+    the runs' artifacts stay in the shared folder, where new runs' artifacts also land, each under its own run id.
+    """
+
+    folder: Path
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"sqlite:///{self.folder}/mlflow.db"
+
+    @property
+    def storage(self) -> str:
+        return f"sqlite:///{self.folder}/optuna.db"
+
+    def run_id(self, name: str) -> str:
+        """The id of the run named `name` (`baseline`, `smoke`, `trial-0`, ...)."""
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=self.tracking_uri)
+        experiment = client.get_experiment_by_name("mnist-mlp")
+        (run,) = client.search_runs([experiment.experiment_id], f"attributes.run_name = '{name}'")
+        return run.info.run_id
+
+    def copy(self, folder: Path) -> SmokeStudy:
+        """The two stores copied into `folder`, for a test that writes to them."""
+        for name in ("mlflow.db", "optuna.db"):
+            shutil.copy(self.folder / name, folder / name)
+        return SmokeStudy(folder)
+
+
+def build_smoke_study(folder: Path) -> None:
+    """`python src/run.py baseline ...`, then `python src/run.py smoke ...`, with both stores in `folder`."""
+    storage = f"sqlite:///{folder}/optuna.db"
+    for args in (
+        ["baseline", *SMOKE_BASELINE, *store_overrides(folder)],
+        ["smoke", *store_overrides(folder), f"hydra.sweeper.storage={storage}"],
+    ):
+        result = run_cli(args)
+        if result.returncode != 0:
+            raise RuntimeError(f"{args[0]}: exit {result.returncode}\n{result.stdout}\n{result.stderr}")
+
+
+@pytest.fixture(scope="session")
+def smoke_study(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> SmokeStudy:
+    """The session's one smoke study (about a minute to build), shared by every test that only needs a study."""
+    return SmokeStudy(built_once(shared_root(tmp_path_factory, worker_id), "smoke-study", build_smoke_study))
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,9 @@
 and bad input as one line on stderr.
 
 The image preparation is tested in this process on real MNIST test images. Everything that needs a model shares
-one tiny real run (2000 training images, one epoch) trained through the CLI in a subprocess; the command itself
-always runs in a subprocess, with `MLFLOW_TRACKING_URI` pointing at a store in a temporary folder, never at the
-repository's own.
+one tiny real run (the session's smoke-study baseline: 2000 training images, two epochs, trained through the CLI in
+a subprocess); the command itself always runs in a subprocess, with `MLFLOW_TRACKING_URI` pointing at a store in
+a temporary folder, never at the repository's own.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from conftest import PROJECT_ROOT, run_cli, store_overrides
+from conftest import PROJECT_ROOT, SmokeStudy
 from mnist_study.data import load_mnist
 from mnist_study.paths import default_experiment
 from mnist_study.serving.images import CENTRE, ImageError, border_of, load_digit, load_digits, mnist_pixels
@@ -298,18 +298,17 @@ class TrainedStore:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedStore:
-    """One run on 2000 training images for one epoch, with its model: what every test below predicts with."""
-    folder = tmp_path_factory.mktemp("trained")
-    result = run_cli(
-        ["data.train_subset=2000", "train.epochs=1", "tracking.plots=false", *store_overrides(folder)]
+def trained(smoke_study: SmokeStudy) -> TrainedStore:
+    """The session's smoke-study baseline run, with its model: what every test below predicts with. Its store is
+    only read here (its registry stays empty); the tests that register take a copy."""
+    run = MlflowClient(tracking_uri=smoke_study.tracking_uri).get_run(smoke_study.run_id("baseline"))
+    return TrainedStore(
+        smoke_study.folder,
+        smoke_study.tracking_uri,
+        run.info.run_id,
+        run.data.tags["model_id"],
+        run.data.metrics["test_accuracy"],
     )
-    if result.returncode != 0:
-        pytest.fail(f"training failed:\n{result.stdout}\n{result.stderr}")
-    uri = f"sqlite:///{folder}/mlflow.db"
-    client = MlflowClient(tracking_uri=uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("mnist-mlp").experiment_id])
-    return TrainedStore(folder, uri, run.info.run_id, run.data.tags["model_id"], run.data.metrics["test_accuracy"])
 
 
 @contextlib.contextmanager

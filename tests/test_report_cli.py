@@ -11,7 +11,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import PROJECT_ROOT, run_cli, store_overrides
+from conftest import PROJECT_ROOT, SmokeStudy
 from mnist_study.data import ARRAY_SHA256
 from mnist_study.report.rerun import logged_metrics, rerun_here
 from mnist_study.report.selection import top_trials
@@ -45,13 +45,11 @@ def report_cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def reported(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The smoke study (3 trials on 2000 images), then a report on it: re-scoring, 2 seeds, the top trial."""
+def reported(smoke_study: SmokeStudy, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the session's smoke study (3 trials on 2000 images), then a report on it: re-scoring, 2 seeds,
+    the top trial."""
     folder = tmp_path_factory.mktemp("report")
-    storage = f"sqlite:///{folder}/optuna.db"
-    sweep = run_cli(["smoke", *store_overrides(folder), f"hydra.sweeper.storage={storage}"])
-    if sweep.returncode != 0:
-        pytest.fail(f"smoke sweep failed:\n{sweep.stdout}\n{sweep.stderr}")
+    smoke_study.copy(folder)
     arguments = ("study_name=smoke", "seeds=2", "top_k=1", "rescore.trials=5", "data.train_subset=2000")
     result = report_cli(folder, *arguments)
     if result.returncode != 0:

@@ -20,7 +20,7 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from conftest import PROJECT_ROOT, run_cli, store_overrides
+from conftest import PROJECT_ROOT, SmokeStudy
 from mnist_study import browser, ui_link
 from mnist_study.paths import DEFAULT_TRACKING_URI, default_experiment
 from mnist_study.plots import CONFUSION_ARTIFACT, CURVES_ARTIFACT
@@ -32,8 +32,6 @@ needs_study = pytest.mark.slow
 needs_chromium = pytest.mark.system("chromium")
 
 STUDY = "smoke"
-# The baseline with the smoke study's data and epochs, so that it lines up with the study's trials.
-SMALL = ["data.train_subset=2000", "train.epochs=2"]
 # A common desktop screen: wide enough that the Models tab shows a model's source run beside its test accuracy.
 SCREEN = (1920, 1080)
 KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
@@ -74,23 +72,15 @@ class BuiltStudy:
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory) -> BuiltStudy:
-    """A baseline run and the smoke sweep through the real CLI, in a temporary MLflow store and Optuna storage."""
-    folder = tmp_path_factory.mktemp("ui")
-    storage = f"sqlite:///{folder}/optuna.db"
-    for args in (
-        ["baseline", *SMALL, *store_overrides(folder)],
-        [STUDY, *store_overrides(folder), f"hydra.sweeper.storage={storage}"],
-    ):
-        result = run_cli(args)
-        if result.returncode != 0:
-            pytest.fail(f"{args[0]}: exit {result.returncode}\n{result.stdout}\n{result.stderr}")
-    tracking_uri = f"sqlite:///{folder}/mlflow.db"
-    client = MlflowClient(tracking_uri=tracking_uri)
+def study(smoke_study: SmokeStudy, tmp_path_factory: pytest.TempPathFactory) -> BuiltStudy:
+    """The session's baseline run and smoke sweep (built through the real CLI), read in place; the servers' logs
+    go to a folder of this module's own."""
+    client = MlflowClient(tracking_uri=smoke_study.tracking_uri)
     experiment = client.get_experiment_by_name("mnist-mlp")
     assert experiment is not None
     runs = {run.info.run_name: run for run in client.search_runs([experiment.experiment_id])}
-    return BuiltStudy(folder, tracking_uri, storage, experiment.experiment_id, runs)
+    folder = tmp_path_factory.mktemp("ui")
+    return BuiltStudy(folder, smoke_study.tracking_uri, smoke_study.storage, experiment.experiment_id, runs)
 
 
 @pytest.fixture(scope="module")
