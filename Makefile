@@ -20,11 +20,12 @@ MODEL ?=
 STORAGE ?=
 LAUNCH := $(RUN) -m mnist_study.launch
 
-.PHONY: help install baseline seed-replica sweep test lint format services services-stop postgresql bench ui dashboard serve screenshots slurm-cluster slurm-cluster-stop slurm-workers
+.PHONY: help install baseline seed-replica sweep test test-fast lint format services services-stop postgresql bench ui dashboard serve screenshots slurm-cluster slurm-cluster-stop slurm-workers
 
 help:
 	@echo "make sweep     set up (first time) and run the default Optuna study"
 	@echo "make test      set up (first time) and run the whole test suite"
+	@echo "make test-fast the fast tier while you work (no subprocess, no training beyond a few hundred images)"
 	@echo "make baseline  one run of the tutorial's network, logged to MLflow"
 	@echo "make lint      ruff"
 	@echo "make bench     speed and pruning benchmarks (minutes; not part of make test)"
@@ -62,6 +63,11 @@ sweep: install
 TEST_WORKERS ?= 2
 test: install
 	$(RUN) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
+
+# The tests not marked slow, in one process: no subprocess (tests/fast_tier.py fails one that starts any), no
+# training beyond a few hundred images.
+test-fast: install
+	$(RUN) -m pytest -m "not slow" --durations=5
 
 # Benchmarks, not tests: they print measured tables (see benchmarks/README.md) and take several minutes.
 bench: install

@@ -53,9 +53,8 @@ def median(values: Sequence[float]) -> float:
 
 def clear_data_caches() -> None:
     """Forget the memoised MNIST arrays, splits and tensors, so the next trial pays data preparation again."""
-    data_module._load_arrays.cache_clear()
-    data_module.make_split.cache_clear()
-    train_module._TENSORS.clear()
+    data_module.forget_loaded_data()
+    train_module.forget_tensors()
 
 
 class FitClock:
@@ -204,3 +203,12 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         print("| " + " | ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)) + " |")
         if index == 0:
             print("|" + "|".join("-" * (width + 2) for width in widths) + "|")
+
+
+def create_stores(mlflow_uri: str, optuna_url: str) -> None:
+    """Make MLflow's and Optuna's SQLite schemas exist, as they do in any project that has run once."""
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri=mlflow_uri).search_experiments()
+    optuna.storages.RDBStorage(optuna_url)

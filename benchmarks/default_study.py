@@ -31,14 +31,11 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from mlflow.tracking import MlflowClient
+from report_runs import STUDY, report_results
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
-STUDY = "mnist-mlp"
 
 
 def run(command: list[str], log: Path) -> float:
@@ -77,13 +74,6 @@ def commit() -> str:
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     status = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True)
     return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
-
-
-def report_results(client: MlflowClient, report_run_id: str) -> dict[str, dict]:
-    """A report run's results.json: configuration label -> its overrides, test accuracies, mean, verdict."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # One small file: no progress bar.
-    with tempfile.TemporaryDirectory() as scratch:
-        return json.loads(Path(client.download_artifacts(report_run_id, "results.json", scratch)).read_text())
 
 
 def outcome(stores: dict[str, str]) -> dict:

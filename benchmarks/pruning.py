@@ -35,9 +35,8 @@ import common  # noqa: F401  (first: puts src/ on the path and imports TensorFlo
 
 # isort: split
 import optuna
-from common import clear_data_caches, median, print_table, run_cli_in_process
+from common import clear_data_caches, create_stores, median, print_table, run_cli_in_process
 from mlflow.tracking import MlflowClient
-from trial_speed import create_stores
 
 # Bounded so that a study finishes in minutes on 2 cores: the sweep's space, with the width capped at 1024.
 DEFAULT_SWEEP_ARGS = ("model.units=tag(log, int(interval(256, 1024)))",)

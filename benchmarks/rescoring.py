@@ -19,12 +19,12 @@ import json
 from pathlib import Path
 
 import optuna
-from default_study import STUDY, report_results
 from hydra import initialize_config_dir
 from mlflow.tracking import MlflowClient
+from report_runs import STUDY, report_results
 
 import mnist_study.paths  # noqa: F401  (registers the ${project_root:} resolver)
-from mnist_study.report import refit, registry, rescore, results, selection
+from mnist_study.report import refit, registry, rescore, results, selection, sequential
 
 ROOT = Path(__file__).resolve().parents[1]
 REFIT_SEEDS = tuple(range(5))
@@ -61,7 +61,11 @@ def measure(folder: Path, trials: int, seeds: list[int]) -> dict:
             accuracy = train(planned.cfg)["test_accuracy"]
             print(f"refit {planned.candidate.label} seed={planned.seed}: {accuracy:.4f}", flush=True)
         done.append(refit.RefitResult(planned, "", accuracy, float("nan")))
-    table = results.rows(chosen, done)
+    # The procedure the earlier reports used: every variant refitted with every seed, tested once (Holm).
+    design = sequential.Design(seeds=len(REFIT_SEEDS), interim_seeds=())
+    accuracies = {c.label: [r.test_accuracy for r in done if r.refit.candidate.label == c.label] for c in chosen}
+    baseline_label = next(c.label for c in chosen if c.role == "baseline")
+    table = results.rows(chosen, done, sequential.decide(design, accuracies, baseline_label), design)
     winner = registry.champion(table)
     baseline = next(row for row in table if row.candidate.role == "baseline")
     return {

@@ -45,6 +45,7 @@ from common import (
     Stopwatches,
     clear_data_caches,
     compose_configs,
+    create_stores,
     median,
     print_table,
     run_cli_in_process,
@@ -159,15 +160,6 @@ def tensorflow_import_seconds() -> float:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     return float(output.stdout.strip().splitlines()[-1])
-
-
-def create_stores(mlflow_uri: str, optuna_url: str) -> None:
-    """Make MLflow's and Optuna's SQLite schemas exist, as they do in any project that has run once."""
-    import optuna
-    from mlflow.tracking import MlflowClient
-
-    MlflowClient(tracking_uri=mlflow_uri).search_experiments()
-    optuna.storages.RDBStorage(optuna_url)
 
 
 def sweep_overhead(trials: int, extra: list[str]) -> dict[str, float]:

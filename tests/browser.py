@@ -333,7 +333,9 @@ def show_dashboard_trials(page: Page, base: str, study_name: str) -> list[str]:
     # The side bar's "Trials (List)" entry is an icon at this width; its route is the study's page + /trials.
     page.wait_for_url(re.compile(r".*/dashboard/studies/\d+$"))
     page.goto(f"{page.url}/trials")
-    header = page.get_by_text(re.compile(r"^\d+ Trials?$")).first
+    # The header reads "0 Trials" until the first fetch of the trials returns (seconds on a busy machine): wait
+    # for a count of one or more, as the study shown here has.
+    header = page.get_by_text(re.compile(r"^[1-9]\d* Trials?$")).first
     header.wait_for()
     count = int(header.inner_text().split()[0])
     entries = page.get_by_text(re.compile(r"^Trial \d+$"))

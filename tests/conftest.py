@@ -1,7 +1,10 @@
-"""Shared test helpers: run the real CLI in a subprocess against stores in a temporary folder."""
+"""Shared test helpers: run the real CLI in a subprocess against stores in a temporary folder; the two tiers (a
+fast test starts no subprocess, see tests/fast_tier.py); one rule for the system packages some tests need."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import glob
 import os
 import shlex
@@ -9,14 +12,18 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from built_once import built_once, shared_root
+from fast_tier import refusal_message, refusing_subprocesses
 from servers import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -27,14 +34,102 @@ for _variable in ("OPTUNA_STORAGE", "MLFLOW_TRACKING_URI"):
     os.environ.pop(_variable, None)
 
 
+# System packages some tests need: how to tell one is installed, and how to install it.
+SYSTEM_PACKAGES: dict[str, tuple[Callable[[], bool], str]] = {
+    "postgresql": (lambda: bool(glob.glob("/usr/lib/postgresql/*/bin/initdb")), "apt-get install postgresql"),
+    "chromium": (lambda: shutil.which("chromium") is not None, "apt-get install chromium"),
+    "slurm": (
+        lambda: all(shutil.which(name) for name in ("slurmctld", "slurmd", "munged", "sbatch")),
+        "apt-get install slurm-wlm munge",
+    ),
+}
+# Fast-tier tests that train call `train()` on this many images: enough to learn something, a second to fit.
+FAST_TRAIN_SUBSET = 300
+
+
+def under_ci() -> bool:
+    """Whether the suite runs under CI (`CI=true`, as CI services and .ci/run set it)."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def require_system(name: str) -> None:
+    """Skip the calling test when the system package `name` is missing on a developer's machine; fail it under
+    CI, which installs every one of them (.ci/run), so that a test never goes quietly unrun there."""
+    if name not in SYSTEM_PACKAGES:
+        raise ValueError(f"unknown system package {name!r}; known: {', '.join(SYSTEM_PACKAGES)}")
+    installed, install = SYSTEM_PACKAGES[name]
+    if installed():
+        return
+    message = f"{name} is not installed ({install}; .ci/run installs it)"
+    if under_ci():
+        pytest.fail(f"{message}, and under CI=true a missing system package is a failure", pytrace=False)
+    pytest.skip(message)
+
+
+def in_fast_tier(item: pytest.Item) -> bool:
+    return item.get_closest_marker("slow") is None
+
+
+@contextlib.contextmanager
+def fast_tier_rule(item: pytest.Item) -> Iterator[None]:
+    """In a fast-tier test, starting a subprocess fails the test, even when the code under test swallowed the
+    error it raised."""
+    if not in_fast_tier(item):
+        yield
+        return
+    with refusing_subprocesses() as refused:
+        try:
+            yield
+        finally:
+            if refused:
+                pytest.fail(refusal_message(refused), pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    """`@pytest.mark.system("chromium", ...)` is checked before any fixture is built; then the fixtures are built
+    under the fast tier's rule. (Teardown is not guarded: a module's last test may stop what slow ones started.)"""
+    for marker in item.iter_markers("system"):
+        for name in marker.args:
+            require_system(name)
+    with fast_tier_rule(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    with fast_tier_rule(item):
+        return (yield)
+
+
 def small_config(*overrides: str) -> DictConfig:
-    """The baseline config on 2000 training images and one epoch (validation stays 5000 images), composed in
-    this process for tests that call `train()` directly."""
+    """The baseline config on a few hundred training images and one epoch (validation stays 5000 images, the
+    test set 10 000), composed in this process for fast-tier tests that call `train()` directly."""
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
         return compose(
             config_name="config",
-            overrides=["data.train_subset=2000", "train.epochs=1", "train.verbose=0", *overrides],
+            overrides=[f"data.train_subset={FAST_TRAIN_SUBSET}", "train.epochs=1", "train.verbose=0", *overrides],
         )
+
+
+@functools.cache
+def small_run(*overrides: str) -> Mapping[str, Any]:
+    """`train(small_config(*overrides))`, fitted once per test process: fast-tier tests that only read a fit's
+    result share it (each fit costs seconds, mostly compiling). A test that needs a fresh fit calls `train()`."""
+    from mnist_study.train import train
+
+    return MappingProxyType(train(small_config(*overrides)))
+
+
+def vacant_pid() -> int:
+    """A process id that no process holds: what a dead worker's pid looks like once its process is gone (found
+    in /proc, without starting a process to let it die)."""
+    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    # From the top of the range, which the kernel reaches last when it hands out new ids.
+    for pid in range(pid_max - 1, 1, -1):
+        if not Path(f"/proc/{pid}").exists():
+            return pid
+    raise RuntimeError("every process id is in use")
 
 
 def store_overrides(folder: Path) -> list[str]:
@@ -73,6 +168,62 @@ def cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     return invoke
 
 
+# The smoke study's own data and epochs (experiments/smoke.yaml), so that the baseline lines up with its trials.
+SMOKE_BASELINE = ["data.train_subset=2000", "train.epochs=2"]
+
+
+@dataclass(frozen=True)
+class SmokeStudy:
+    """A baseline run and the smoke study (three trials), in one MLflow store and one Optuna storage.
+
+    Built once per session and shared: read it in place. A test that writes to the stores takes its own `copy`;
+    the runs' artifacts stay in the shared folder, where new runs' artifacts also land, each under its own run id.
+    """
+
+    folder: Path
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"sqlite:///{self.folder}/mlflow.db"
+
+    @property
+    def storage(self) -> str:
+        return f"sqlite:///{self.folder}/optuna.db"
+
+    def run_id(self, name: str) -> str:
+        """The id of the run named `name` (`baseline`, `smoke`, `trial-0`, ...)."""
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=self.tracking_uri)
+        experiment = client.get_experiment_by_name("mnist-mlp")
+        (run,) = client.search_runs([experiment.experiment_id], f"attributes.run_name = '{name}'")
+        return run.info.run_id
+
+    def copy(self, folder: Path) -> SmokeStudy:
+        """The two stores copied into `folder`, for a test that writes to them."""
+        for name in ("mlflow.db", "optuna.db"):
+            shutil.copy(self.folder / name, folder / name)
+        return SmokeStudy(folder)
+
+
+def build_smoke_study(folder: Path) -> None:
+    """`python src/run.py baseline ...`, then `python src/run.py smoke ...`, with both stores in `folder`."""
+    storage = f"sqlite:///{folder}/optuna.db"
+    for args in (
+        ["baseline", *SMOKE_BASELINE, *store_overrides(folder)],
+        ["smoke", *store_overrides(folder), f"hydra.sweeper.storage={storage}"],
+    ):
+        result = run_cli(args)
+        if result.returncode != 0:
+            raise RuntimeError(f"{args[0]}: exit {result.returncode}\n{result.stdout}\n{result.stderr}")
+
+
+@pytest.fixture(scope="session")
+def smoke_study(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> SmokeStudy:
+    """The session's one smoke study (about a minute to build), shared by every test that only needs a study."""
+    return SmokeStudy(built_once(shared_root(tmp_path_factory, worker_id), "smoke-study", build_smoke_study))
+
+
 @dataclass(frozen=True)
 class Services:
     """The two URLs every worker is given, and how to stop and start the database alone (an outage)."""
@@ -103,8 +254,7 @@ def services_log(folder: Path) -> str:
 @pytest.fixture(scope="module")
 def services() -> Iterator[Services]:
     """A throwaway PostgreSQL and mlflow server for this module, always stopped and deleted afterwards."""
-    if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run and `make services` do it)")
+    require_system("postgresql")
     # Directly under /tmp, not pytest's tmp_path: as root, PostgreSQL runs as `postgres`, which cannot enter
     # pytest's root-only folders, and the Unix socket path must stay short.
     folder = Path(tempfile.mkdtemp(prefix="mnist-services-"))

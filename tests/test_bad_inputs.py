@@ -15,6 +15,8 @@ import pytest
 
 from conftest import run_cli, store_overrides
 
+pytestmark = pytest.mark.slow  # Every case starts `python src/run.py`.
+
 STUDY = "smoke"
 
 

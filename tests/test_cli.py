@@ -15,6 +15,8 @@ from mlflow.tracking import MlflowClient
 from conftest import run_cli, store_overrides
 from servers import free_port
 
+pytestmark = pytest.mark.slow  # Every test starts `python src/run.py`.
+
 
 def only_run(folder: Path) -> tuple[MlflowClient, object]:
     client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
@@ -71,7 +73,6 @@ def baseline_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.mark.slow
 def test_baseline_reaches_the_tutorials_accuracy(baseline_folder: Path) -> None:
     client, run = only_run(baseline_folder)
     assert run.info.status == "FINISHED"
@@ -84,7 +85,6 @@ def test_baseline_reaches_the_tutorials_accuracy(baseline_folder: Path) -> None:
     assert run.data.metrics["test_accuracy"] >= 0.975
 
 
-@pytest.mark.slow
 def test_mlflow_ui_started_in_the_store_folder_lists_the_run(baseline_folder: Path) -> None:
     # `mlflow ui` with no store flags reads ./mlflow.db, which is where our default URI puts the runs.
     _, run = only_run(baseline_folder)

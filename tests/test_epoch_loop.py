@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from omegaconf import open_dict
 
-from conftest import small_config
+from conftest import FAST_TRAIN_SUBSET, small_config, small_run
 from mnist_study import logged_config
 from mnist_study.epoch_loop import EpochLoop, batch_order
 from mnist_study.model import build_model
@@ -41,6 +41,7 @@ def test_training_order_fills_the_last_batch_from_the_start_of_the_epoch() -> No
     assert batches.numpy().tolist() == [[1, 0], [3, 2]]
 
 
+@pytest.mark.slow
 def test_the_tutorial_protocol_is_not_undone_by_a_tiny_last_batch() -> None:
     # 10 000 test images at batch 128 leave 16 for a last batch. Trained on a batch of 16, RMSprop's last step
     # took this run from 98.2 % to 94.1 % on the images it trained on; a full last batch keeps it near 98 %.
@@ -65,16 +66,17 @@ def test_evaluate_matches_a_plain_forward_pass_whatever_the_batch_size(batch_siz
 
 
 def test_the_graph_loop_learns_and_counts_the_test_set() -> None:
-    result = train(small_config("train.epochs=2"))
+    result = small_run("train.epochs=2")
     assert result["epochs_run"] == 2
-    assert result["history"]["val_accuracy"][-1] > 0.8
+    # Two epochs on a few hundred images: well above the 10 % of guessing on the 5000 validation images.
+    assert result["history"]["val_accuracy"][-1] > 0.6
     confusion = result["test_confusion"]
     assert confusion.sum() == 10_000
     assert np.trace(confusion) / 10_000 == pytest.approx(result["test_accuracy"])
 
 
 def test_the_keras_loop_reports_the_same_kind_of_result() -> None:
-    result = train(small_config("train.loop=keras"))
+    result = small_run("train.loop=keras")
     assert set(result["history"]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert np.trace(result["test_confusion"]) / 10_000 == pytest.approx(result["test_accuracy"], abs=1e-6)
 
@@ -83,13 +85,13 @@ def test_a_config_logged_before_train_loop_existed_trains_with_keras_fit() -> No
     old = small_config()
     with open_dict(old):
         del old.train["loop"]
-    assert train(logged_config.upgrade(old))["history"] == train(small_config("train.loop=keras"))["history"]
+    assert train(logged_config.upgrade(old))["history"] == small_run("train.loop=keras")["history"]
 
 
-@pytest.mark.parametrize("jit", ["false", "true"])
-def test_same_seed_same_numbers_with_and_without_xla(jit: str) -> None:
-    first = train(small_config("seed=5", f"train.jit_compile={jit}"))
-    second = train(small_config("seed=5", f"train.jit_compile={jit}"))
+def test_same_seed_same_numbers_without_xla() -> None:
+    # With XLA (the default for this network) is tests/test_train.py's same-seed test.
+    first = train(small_config("seed=5", "train.jit_compile=false"))
+    second = train(small_config("seed=5", "train.jit_compile=false"))
     assert first["history"] == second["history"]
     assert first["test_loss"] == second["test_loss"]
 
@@ -158,8 +160,9 @@ def test_progress_lines_look_like_keras(capsys: pytest.CaptureFixture[str]) -> N
     train(small_config("train.epochs=2", "train.verbose=2"))
     out = capsys.readouterr().out
     assert "Epoch 1/2" in out and "Epoch 2/2" in out
-    # 2000 images at batch 128: 16 steps, the last one short.
-    assert "16/16" in out and "val_accuracy:" in out
+    # A few hundred images at batch 128: the steps of an epoch, the last one short.
+    steps = math.ceil(FAST_TRAIN_SUBSET / 128)
+    assert f"{steps}/{steps}" in out and "val_accuracy:" in out
 
 
 def test_auto_uses_xla_except_for_dropout_models() -> None:
@@ -182,7 +185,7 @@ def test_scoring_is_compiled_by_xla_only_when_asked_or_logged_before_the_key() -
 
 def test_scoring_without_xla_counts_what_scoring_with_xla_counts() -> None:
     with_xla = train(small_config("seed=3", "train.jit_compile_scoring=true"))
-    without = train(small_config("seed=3"))
+    without = small_run("seed=3")
     # Training is the same XLA computation; only the scoring passes differ, and never in what they count.
     assert with_xla["history"]["loss"] == without["history"]["loss"]
     assert with_xla["history"]["val_accuracy"] == without["history"]["val_accuracy"]

@@ -91,6 +91,7 @@ def test_the_commands_name_their_store_and_listen_on_loopback() -> None:
         ("dashboard", {}, "-m mnist_study.launch dashboard --port 8080"),
     ],
 )
+@pytest.mark.slow  # Runs make.
 def test_the_make_targets_run_the_launcher(target: str, variables: dict, expected: str) -> None:
     """The Makefile defines no server command of its own: each target hands its settings to the launcher."""
     command = [arg for arg in make_target(target, **variables) if arg != "-s"]
@@ -115,6 +116,7 @@ def other_pythons() -> list[str]:
     return ["python3.99-not-installed", *(path for path in found if path)]
 
 
+@pytest.mark.slow  # Runs make.
 def test_make_names_a_python_that_is_not_the_locks(tmp_path: Path) -> None:
     folder = copy_of_the_lock(tmp_path)
     for python in other_pythons():

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -15,6 +12,7 @@ import sqlalchemy
 from optuna.distributions import IntDistribution
 from optuna.trial import TrialState
 
+from conftest import vacant_pid
 from mnist_study.checks import ConfigError
 from mnist_study.sweep import liveness, trials
 from mnist_study.sweep.storage import open_storage, real_url, shareable
@@ -32,19 +30,9 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def sleeper() -> Iterator[subprocess.Popen[bytes]]:
-    """A live process that is not this one."""
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    yield process
-    process.kill()
-    process.wait()
-
-
-def dead_pid() -> int:
-    """The id of a process that has exited and been reaped."""
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
+def other_pid() -> int:
+    """A live process that is not this one: the one that started the tests, alive while they run."""
+    return os.getppid()
 
 
 def open_heartbeat_storage(url: str) -> optuna.storages.BaseStorage:
@@ -60,13 +48,13 @@ def worked_on(study: optuna.Study, host: str, pid: int, started: str | None) -> 
 
 
 def test_a_dead_worker_s_trial_is_failed_uncounted_and_queued_again_and_a_live_one_s_is_not(
-    storage_url: str, sleeper: subprocess.Popen[bytes]
+    storage_url: str, other_pid: int
 ) -> None:
     storage = open_heartbeat_storage(storage_url)
     study = optuna.create_study(storage=storage, direction="maximize")
     here = liveness.this_host()
-    dead = worked_on(study, here, dead_pid(), "12345")
-    alive = worked_on(study, here, sleeper.pid, liveness.process_start(sleeper.pid))
+    dead = worked_on(study, here, vacant_pid(), "12345")
+    alive = worked_on(study, here, other_pid, liveness.process_start(other_pid))
 
     recovered = liveness.recover_orphans(study, storage, GRACE_S)
     assert [(trial.number, reason.split(":")[0]) for trial, reason in recovered] == [(dead.number, "worker died")]
@@ -81,17 +69,17 @@ def test_a_dead_worker_s_trial_is_failed_uncounted_and_queued_again_and_a_live_o
 
 
 def test_a_pid_given_to_another_process_does_not_pass_for_the_dead_worker(
-    storage_url: str, sleeper: subprocess.Popen[bytes]
+    storage_url: str, other_pid: int
 ) -> None:
     """The recorded pid is alive, but it is another process: its start time differs from the recorded one."""
     storage = open_heartbeat_storage(storage_url)
     study = optuna.create_study(storage=storage, direction="maximize")
-    started = liveness.process_start(sleeper.pid)
+    started = liveness.process_start(other_pid)
     assert started is not None
-    reused = worked_on(study, liveness.this_host(), sleeper.pid, str(int(started) - 1))
+    reused = worked_on(study, liveness.this_host(), other_pid, str(int(started) - 1))
 
     ((trial, reason),) = liveness.recover_orphans(study, storage, GRACE_S)
-    assert trial.number == reused.number and f"process {sleeper.pid}" in reason
+    assert trial.number == reused.number and f"process {other_pid}" in reason
 
 
 def test_another_host_s_trial_lives_while_it_beats_however_long_and_dies_a_grace_after_its_last_beat(
@@ -177,4 +165,4 @@ def test_a_store_that_comes_back_within_the_retry_time_is_ridden_out_and_one_tha
 
 def test_process_start_tells_this_process_from_a_dead_one() -> None:
     assert liveness.process_start(os.getpid()) is not None
-    assert liveness.process_start(dead_pid()) is None
+    assert liveness.process_start(vacant_pid()) is None

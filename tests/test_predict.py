@@ -2,9 +2,9 @@
 and bad input as one line on stderr.
 
 The image preparation is tested in this process on real MNIST test images. Everything that needs a model shares
-one tiny real run (2000 training images, one epoch) trained through the CLI in a subprocess; the command itself
-always runs in a subprocess, with `MLFLOW_TRACKING_URI` pointing at a store in a temporary folder, never at the
-repository's own.
+one tiny real run (the session's smoke-study baseline: 2000 training images, two epochs, trained through the CLI in
+a subprocess); the command itself always runs in a subprocess, with `MLFLOW_TRACKING_URI` pointing at a store in
+a temporary folder, never at the repository's own.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from conftest import PROJECT_ROOT, run_cli, store_overrides
+from conftest import PROJECT_ROOT, SmokeStudy
 from mnist_study.data import load_mnist
 from mnist_study.paths import default_experiment
 from mnist_study.serving.images import CENTRE, ImageError, border_of, load_digit, load_digits, mnist_pixels
@@ -178,9 +178,11 @@ def test_unusable_files_are_one_clear_message(
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Bad input through the command, without a model: each fails before TensorFlow loads, in a few seconds.
+# Bad input through the command, without a model: each fails before TensorFlow loads, in a few seconds (slow:
+# each starts the command in a subprocess).
 
 
+@pytest.mark.slow
 def test_missing_file_fails_before_mlflow_or_tensorflow_loads(tmp_path: Path) -> None:
     probe = (
         "import sys; from mnist_study.serving.predict import main; status = main(sys.argv[1:]); "
@@ -199,11 +201,13 @@ def test_missing_file_fails_before_mlflow_or_tensorflow_loads(tmp_path: Path) ->
     )
 
 
+@pytest.mark.slow
 def test_missing_file_is_one_line(tmp_path: Path) -> None:
     result = predict_cli(str(tmp_path / "seven.png"), store=f"sqlite:///{tmp_path}/mlflow.db")
     assert_one_error_line(result, "seven.png: no such file")
 
 
+@pytest.mark.slow
 def test_text_file_named_png_is_one_line(tmp_path: Path) -> None:
     notes = tmp_path / "notes.png"
     notes.write_text("seven\n")
@@ -226,6 +230,7 @@ def empty_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     return uri
 
 
+@pytest.mark.slow
 def test_default_model_without_a_store_says_to_run_the_report(tmp_path: Path, digit_png: Path) -> None:
     store = f"sqlite:///{tmp_path}/never/mlflow.db"
     result = predict_cli(str(digit_png), store=store)
@@ -234,11 +239,13 @@ def test_default_model_without_a_store_says_to_run_the_report(tmp_path: Path, di
     assert not (tmp_path / "never").exists()
 
 
+@pytest.mark.slow
 def test_default_model_in_an_empty_registry_says_to_run_the_report(digit_png: Path, empty_store: str) -> None:
     result = predict_cli(str(digit_png), store=empty_store)
     assert_one_error_line(result, f"no registered model '{REGISTERED_MODEL}'", "python src/report.py")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("model", "fragment"),
     [
@@ -270,6 +277,7 @@ def test_every_unknown_model_uri_names_the_problem_and_the_fix(
     assert fragment in str(raised.value) and "; fix: " in str(raised.value)
 
 
+@pytest.mark.slow
 def test_nothing_to_do_is_one_line(tmp_path: Path) -> None:
     assert_one_error_line(predict_cli(store=f"sqlite:///{tmp_path}/mlflow.db"), "nothing to do")
 
@@ -290,18 +298,17 @@ class TrainedStore:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedStore:
-    """One run on 2000 training images for one epoch, with its model: what every test below predicts with."""
-    folder = tmp_path_factory.mktemp("trained")
-    result = run_cli(
-        ["data.train_subset=2000", "train.epochs=1", "tracking.plots=false", *store_overrides(folder)]
+def trained(smoke_study: SmokeStudy) -> TrainedStore:
+    """The session's smoke-study baseline run, with its model: what every test below predicts with. Its store is
+    only read here (its registry stays empty); the tests that register take a copy."""
+    run = MlflowClient(tracking_uri=smoke_study.tracking_uri).get_run(smoke_study.run_id("baseline"))
+    return TrainedStore(
+        smoke_study.folder,
+        smoke_study.tracking_uri,
+        run.info.run_id,
+        run.data.tags["model_id"],
+        run.data.metrics["test_accuracy"],
     )
-    if result.returncode != 0:
-        pytest.fail(f"training failed:\n{result.stdout}\n{result.stderr}")
-    uri = f"sqlite:///{folder}/mlflow.db"
-    client = MlflowClient(tracking_uri=uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("mnist-mlp").experiment_id])
-    return TrainedStore(folder, uri, run.info.run_id, run.data.tags["model_id"], run.data.metrics["test_accuracy"])
 
 
 @contextlib.contextmanager

@@ -11,12 +11,14 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import PROJECT_ROOT, run_cli, store_overrides
+from conftest import PROJECT_ROOT, SmokeStudy
 from mnist_study.data import ARRAY_SHA256
 from mnist_study.report.rerun import logged_metrics, rerun_here
 from mnist_study.report.selection import top_trials
 from mnist_study.sweep.trials import MLFLOW_RUN_ATTR
 from test_report import assert_self_contained
+
+pytestmark = pytest.mark.slow  # Every test starts `python src/report.py`.
 
 REPORT_PY = PROJECT_ROOT / "src" / "report.py"
 
@@ -48,13 +50,11 @@ def report_cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def reported(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The smoke study (3 trials on 2000 images), then a report on it: re-scoring, 2 seeds, the top trial."""
+def reported(smoke_study: SmokeStudy, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the session's smoke study (3 trials on 2000 images), then a report on it: re-scoring, 2 seeds,
+    the top trial."""
     folder = tmp_path_factory.mktemp("report")
-    storage = f"sqlite:///{folder}/optuna.db"
-    sweep = run_cli(["smoke", *store_overrides(folder), f"hydra.sweeper.storage={storage}"])
-    if sweep.returncode != 0:
-        pytest.fail(f"smoke sweep failed:\n{sweep.stdout}\n{sweep.stderr}")
+    smoke_study.copy(folder)
     arguments = ("study_name=smoke", "seeds=2", "top_k=1", "rescore.trials=5", "data.train_subset=2000")
     result = report_cli(folder, *arguments)
     if result.returncode != 0:
@@ -62,7 +62,6 @@ def reported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.mark.slow
 def test_report_holds_every_section(reported: Path) -> None:
     markdown = (reported / "report" / "report.md").read_text()
     for expected in (
@@ -91,7 +90,6 @@ def test_report_holds_every_section(reported: Path) -> None:
     assert not (PROJECT_ROOT / "experiments" / "smoke_champion.yaml").exists()
 
 
-@pytest.mark.slow
 def test_refits_are_children_of_a_report_run_under_the_studys_parent(reported: Path) -> None:
     study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{reported}/optuna.db")
     client = MlflowClient(f"sqlite:///{reported}/mlflow.db")
@@ -119,7 +117,6 @@ def test_refits_are_children_of_a_report_run_under_the_studys_parent(reported: P
     assert sorted(run.data.params["seed"] for run in refits) == ["0", "0", "0", "1", "1", "1"]
 
 
-@pytest.mark.slow
 def test_rerun_detects_a_tampered_logged_metric(reported: Path) -> None:
     uri = f"sqlite:///{reported}/mlflow.db"
     study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{reported}/optuna.db")

@@ -59,7 +59,12 @@ def test_three_workers_finish_one_study_on_postgresql(
     )
     announced = [line for _, stdout, _ in results for line in stdout.splitlines() if line.startswith("trial ")]
     assert len(announced) == n_trials, announced
-    assert all(trial.state == TrialState.FAIL for trial in trials if not is_counted(trial))
+    # The uncounted ones are surplus asks for the last places of the budget, closed before they trained.
+    surplus = [trial for trial in trials if not is_counted(trial)]
+    assert all(
+        trial.user_attrs[UNCOUNTED].startswith("surplus") and MLFLOW_RUN_ATTR not in trial.user_attrs
+        for trial in surplus
+    ), [(trial.number, trial.user_attrs.get(UNCOUNTED)) for trial in surplus]
     # All three workers joined one study: each printed the study line and each ran at least one trial's worth of
     # asks; the split between them depends on scheduling and is not asserted.
     assert all("study trio (maximize val_accuracy)" in stdout for _, stdout, _ in results)

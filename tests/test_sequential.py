@@ -151,3 +151,18 @@ def test_with_no_interim_look_it_is_holms_procedure() -> None:
 def test_a_bad_design_is_refused_in_one_line(keywords: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Design(**keywords)
+
+
+def test_decide_over_finished_refits_takes_each_looks_first_seeds() -> None:
+    accuracies = {
+        "baseline": [0.9800, 0.9801, 0.9799, 0.9800, 0.9802],
+        "trial 1": [0.9850, 0.9852, 0.9849, 0.9900, 0.9700],
+        "trial 2": [0.9801, 0.9799, 0.9800, 0.9801, 0.9800],
+    }
+    outcomes = sequential.decide(DESIGN, accuracies, "baseline")
+    assert set(outcomes) == {"trial 1", "trial 2"}
+    # Settled on the first three seeds alone: the wild last two seeds never reach the verdict.
+    assert outcomes["trial 1"].verdict == BETTER and outcomes["trial 1"].evidence == 0
+    expected = scipy_stats.ttest_ind(accuracies["trial 1"][:3], accuracies["baseline"][:3], equal_var=False)
+    assert outcomes["trial 1"].looks[0].p_value == pytest.approx(expected.pvalue)
+    assert outcomes["trial 2"].verdict == NOT_DISTINGUISHABLE

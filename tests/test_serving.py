@@ -1,15 +1,14 @@
 """Serving a run's model: a real `mlflow models serve` on loopback answers as the model does in-process.
 
-One tiny run is trained through the CLI into a temporary store; its logged model (`runs:/<run id>/model`) is
-served by `make serve MODEL=...` with `MLFLOW_TRACKING_URI` naming the store, and real MNIST test images are
-posted to `/invocations` as JSON. The server's digits must equal those of `mlflow.pyfunc.load_model(...)` in this
-process, and its probabilities must match theirs.
+One tiny run (the session's smoke-study baseline, trained through the CLI into a temporary store) has its logged
+model (`runs:/<run id>/model`) served by `make serve MODEL=...` with `MLFLOW_TRACKING_URI` naming the store, and
+real MNIST test images are posted to `/invocations` as JSON. The server's digits must equal those of
+`mlflow.pyfunc.load_model(...)` in this process, and its probabilities must match theirs.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -19,14 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli, store_overrides
+from conftest import SmokeStudy
 from mnist_study.data import load_mnist
 from servers import free_port, make_target, serve
 
 pytestmark = pytest.mark.slow
 
-# The smallest real run: enough to log a model whose answers differ from image to image.
-SMALL = ["data.train_subset=2000", "train.epochs=1"]
 # Test images per request: a batch, so that the server's row order is checked too.
 IMAGES = 32
 # Loading TensorFlow and the model takes the server 20-60 s on a busy 2-core machine; the wait is bounded.
@@ -35,7 +32,7 @@ START_TIMEOUT = 300.0
 
 @dataclass
 class TrainedRun:
-    """Where the tiny run's store is, and its id."""
+    """The tiny run's store and id, and a folder of this module's own for the server's log."""
 
     folder: Path
     tracking_uri: str
@@ -48,18 +45,10 @@ class TrainedRun:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
-    """One tiny run through the real CLI, its MLflow store in a temporary folder."""
-    folder = tmp_path_factory.mktemp("serving")
-    # The temporary folder is also the working directory, so that nothing the run writes relative to it (MLflow
-    # roots its Default experiment at ./mlruns) can land in the repository.
-    result = run_cli([*SMALL, *store_overrides(folder)], cwd=folder)
-    if result.returncode != 0:
-        pytest.fail(f"training: exit {result.returncode}\n{result.stdout}\n{result.stderr}")
-    found = re.search(r"mlflow_run=([0-9a-f]{32})", result.stdout + result.stderr)
-    if found is None:
-        pytest.fail(f"training printed no mlflow_run=<id>:\n{result.stdout}\n{result.stderr}")
-    return TrainedRun(folder, f"sqlite:///{folder}/mlflow.db", found.group(1))
+def trained(smoke_study: SmokeStudy, tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    """The session's smoke-study baseline: the smallest real run whose model's answers differ from image to
+    image."""
+    return TrainedRun(tmp_path_factory.mktemp("serving"), smoke_study.tracking_uri, smoke_study.run_id("baseline"))
 
 
 @pytest.fixture(scope="module")

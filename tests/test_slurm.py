@@ -21,7 +21,7 @@ import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
-from conftest import PROJECT_ROOT, Services
+from conftest import PROJECT_ROOT, Services, require_system
 from mnist_study.sweep.storage import open_storage
 from mnist_study.sweep.trials import MLFLOW_RUN_ATTR, PID, RETRY_OF, UNCOUNTED, is_counted
 from servers import free_port
@@ -37,8 +37,7 @@ TIMEOUT_S = 600.0
 @pytest.fixture(scope="module")
 def slurm() -> Iterator[dict[str, str]]:
     """A one-node cluster for this module: the environment sbatch, squeue and scancel need."""
-    if shutil.which("slurmctld") is None or shutil.which("munged") is None:
-        pytest.fail("SLURM is not installed (apt-get install slurm-wlm munge; .ci/run does it)")
+    require_system("slurm")
     # Directly under /tmp: munge's socket path must stay short.
     folder = Path(tempfile.mkdtemp(prefix="mnist-slurm-"))
     env = {

@@ -17,6 +17,8 @@ from mnist_study.serving import MODEL_ID_TAG
 from mnist_study.sweep.storage import open_storage
 from mnist_study.sweep.trials import MLFLOW_RUN_ATTR
 
+pytestmark = pytest.mark.slow  # Every test starts `python src/run.py`.
+
 SMOKE_BASELINE = {"model.units": 512, "optimizer": "rmsprop", "train.epochs": 2, "optimizer.learning_rate": 0.001}
 PROGRESS = re.compile(r"^trial (\d+)/(\d+) (COMPLETE|PRUNED|FAIL) .*\) [\d.]+s ETA \S+$", re.MULTILINE)
 ALWAYS_PRUNE = [
@@ -54,7 +56,6 @@ def split_runs(runs: list, study_name: str) -> tuple[object, dict[str, object]]:
     return parent, children
 
 
-@pytest.mark.slow
 def test_sweep_finishes_n_trials_then_extends_under_the_same_parent(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path}/optuna.db"
     output = sweep(tmp_path, storage, "hydra.sweeper.n_trials=6", "hydra.sweeper.study_name=S")
@@ -110,7 +111,6 @@ def test_sweep_finishes_n_trials_then_extends_under_the_same_parent(tmp_path: Pa
     assert MODEL_ID_TAG not in children["trial-7"].data.tags
 
 
-@pytest.mark.slow
 def test_command_line_narrows_and_fixes_and_failed_trials_do_not_stop_the_sweep(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path}/optuna.db"
     # SGD at a learning rate of 1e12 diverges at once: every trial is a FAIL with the reason, none stops the sweep.
@@ -139,7 +139,6 @@ def test_command_line_narrows_and_fixes_and_failed_trials_do_not_stop_the_sweep(
         assert child.data.params["model.units"] in ("64", "96")
 
 
-@pytest.mark.slow
 def test_two_workers_on_one_journal_finish_n_trials_together(tmp_path: Path) -> None:
     storage = str(tmp_path / "optuna.journal")
     args = sweep_args(tmp_path, storage, "hydra.sweeper.n_trials=5", "hydra.sweeper.study_name=pair")

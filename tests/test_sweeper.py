@@ -33,6 +33,7 @@ def default_study() -> tuple[dict[str, str], dict]:
 SWEEP_PARAMS, BASELINE = default_study()
 
 
+@pytest.mark.slow
 def test_the_sweeper_logic_does_not_import_tensorflow() -> None:
     # Hydra imports the plugin at every start-up and the sweeper plans before any job runs; both must stay light.
     code = (

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import optuna
@@ -16,13 +16,6 @@ from mnist_study.sweep.storage import open_storage
 from mnist_study.sweep.sweeper import open_study
 
 SPACE = {"x": IntDistribution(0, 100)}
-
-
-def dead_pid() -> int:
-    """The id of a process that has exited and been reaped."""
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
 
 
 @pytest.fixture(params=["journal", "sqlite"])
@@ -38,13 +31,30 @@ def test_storage_urls() -> None:
         open_storage("")
 
 
-def test_exactly_one_of_two_workers_creates_the_study(storage_url: str) -> None:
+def test_exactly_one_of_two_workers_racing_to_open_a_new_study_creates_it(storage_url: str) -> None:
+    """Two workers, each with its own storage object on the one file (threads stand in for processes), are
+    released together by a barrier to open a study that does not exist yet, round after round: every round,
+    exactly one is told it created the study and neither fails."""
+    rounds = 5
+    barrier = threading.Barrier(2, timeout=60)
+
+    def worker(_: int) -> list[bool]:
+        barrier.wait()
+        # Both open a brand-new storage at once too: on SQLite they race to create Optuna's tables first.
+        storage = open_storage(storage_url)
+        created = []
+        for number in range(rounds):
+            barrier.wait()
+            created.append(open_study(f"s{number}", storage, "maximize")[1])
+        return created
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first, second = pool.map(worker, range(2))
+    assert [(a, b) for a, b in zip(first, second, strict=True) if a == b] == []
     storage = open_storage(storage_url)
-    _, first = open_study("s", storage, "maximize")
-    _, second = open_study("s", storage, "maximize")
-    assert (first, second) == (True, False)
+    assert sorted(optuna.get_all_study_names(storage)) == sorted(f"s{n}" for n in range(rounds))
     with pytest.raises(ValueError, match="created to maximize"):
-        open_study("s", storage, "minimize")
+        open_study("s0", storage, "minimize")
 
 
 def test_verdicts_count_complete_pruned_and_own_failures_only(storage_url: str) -> None:

@@ -92,6 +92,7 @@ def test_unreachable_server_is_refused_with_its_password_hidden() -> None:
     assert "pa55word" not in str(error.value)
 
 
+@pytest.mark.slow
 def test_validation_does_not_import_tensorflow_or_mlflow() -> None:
     probe = "import sys, mnist_study.checks; print('tensorflow' in sys.modules, 'mlflow' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

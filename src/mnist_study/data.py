@@ -250,3 +250,10 @@ def _labels(labels: np.ndarray) -> np.ndarray:
 def data_hashes() -> dict[str, str]:
     """The sha256 of each array, as verified on load (what runs log as their data fingerprint)."""
     return dict(ARRAY_SHA256)
+
+
+def forget_loaded_data() -> None:
+    """Forget the memoised MNIST arrays and splits: the next load reads and prepares them again, as a fresh
+    process would (for measurements of that cost)."""
+    _load_arrays.cache_clear()
+    make_split.cache_clear()

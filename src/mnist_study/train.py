@@ -126,6 +126,11 @@ def split_tensors(split: Split, precision: str = FLOAT32) -> dict[str, tf.Tensor
     return cached[1]
 
 
+def forget_tensors() -> None:
+    """Forget the tensors built from splits, so the next fit converts its data again, as a fresh process would."""
+    _TENSORS.clear()
+
+
 def train(
     cfg: DictConfig, callbacks: Sequence[keras.callbacks.Callback] = (), score_test: bool = True
 ) -> dict[str, Any]:

@@ -26,7 +26,6 @@ from mnist_study.report import (
     results,
     selection,
     sequential,
-    stats,
     strays,
 )
 from mnist_study.report.rerun import RerunResult, rerun_in_subprocess
@@ -161,8 +160,7 @@ def refit_sequentially(
         base = refit_up_to(baseline, seeds)
         looks = {}
         for label in open_variants:
-            comparison = stats.welch(refit_up_to(label, seeds), base)
-            looks[label] = sequential.Look(comparison.p_value, comparison.difference)
+            looks[label] = sequential.look(refit_up_to(label, seeds), base)
         return looks
 
     outcomes = sequential.run(design, variants, compare) if cfg.seeds >= 2 else {}

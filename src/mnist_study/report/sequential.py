@@ -13,13 +13,16 @@ Every variant is compared with the baseline (Welch's two-sided t-test on test ac
 - **Futility** (non-binding: it can only remove verdicts, never add false ones): at an interim look, a variant
   whose p-value exceeds `futility_p` is settled as not distinguishable and refitted no further.
 
-This module is pure: the report supplies the comparisons through a callback, and a test supplies simulated ones.
+This module is pure: the report supplies the comparisons through a callback (refitting as it goes), a finished
+report's numbers go through `decide`, and a test supplies simulated ones.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+
+from mnist_study.report import stats
 
 BETTER, WORSE, NOT_DISTINGUISHABLE = "better", "worse", "not distinguishable"
 NAME = "Holm over the variants, Welch's t-test at interim looks with error spending (group-sequential)"
@@ -83,6 +86,25 @@ class Outcome:
     @property
     def open(self) -> bool:
         return self.verdict is None
+
+
+def look(variant: Sequence[float], baseline: Sequence[float]) -> Look:
+    """A variant's test accuracies against the baseline's at one look: Welch's two-sided t-test."""
+    comparison = stats.welch(variant, baseline)
+    return Look(comparison.p_value, comparison.difference)
+
+
+def decide(design: Design, accuracies: Mapping[str, Sequence[float]], baseline: str) -> dict[str, Outcome]:
+    """The procedure over accuracies already measured (label -> one per seed, in seed order), e.g. a finished
+    report's: each look takes the first seeds of each, as the report's refit loop would have."""
+    variants = [label for label in accuracies if label != baseline]
+    return run(
+        design,
+        variants,
+        lambda seeds, open_variants: {
+            label: look(accuracies[label][:seeds], accuracies[baseline][:seeds]) for label in open_variants
+        },
+    )
 
 
 # The report's callback: refit the baseline and the named variants to `seeds` seeds, then compare each

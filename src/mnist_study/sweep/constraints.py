@@ -16,14 +16,17 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import optuna
-from optuna.samplers import BaseSampler
-from optuna.trial import FrozenTrial
+from typing import TYPE_CHECKING, Any
 
 from mnist_study.checks import ConfigError, is_number
 from mnist_study.metrics import COST_METRICS
+
+if TYPE_CHECKING:
+    # Types only: Hydra imports the sweeper's settings (and so this module) whenever it composes any config, and
+    # a single run must not pay for loading Optuna (tests/test_layering.py).
+    import optuna
+    from optuna.samplers import BaseSampler
+    from optuna.trial import FrozenTrial
 
 KEY = "hydra.sweeper.constraints"
 OPERATORS = ("<=", ">=")

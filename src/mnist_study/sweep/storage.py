@@ -88,8 +88,8 @@ def _open(url: str, heartbeat: tuple[int, int] | None) -> BaseStorage:
 
 def _open_rdb(url: str, heartbeat: tuple[int, int] | None, attempts: int = 5) -> RDBStorage:
     """An RDB storage; workers starting together on a brand-new database race to create Optuna's tables (on
-    PostgreSQL the losers hit a unique violation in the catalog), and succeed once the winner is done. Other errors
-    (a refused connection, a wrong password) are raised at once."""
+    PostgreSQL the losers hit a unique violation in the catalog, on SQLite a table that "already exists"), and
+    succeed once the winner is done. Other errors (a refused connection, a wrong password) are raised at once."""
     import warnings
 
     import sqlalchemy
@@ -110,6 +110,10 @@ def _open_rdb(url: str, heartbeat: tuple[int, int] | None, attempts: int = 5) ->
         try:
             return create()
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            time.sleep(0.5 * attempt)
+        except sqlalchemy.exc.OperationalError as error:
+            if "already exists" not in str(error.orig):
+                raise
             time.sleep(0.5 * attempt)
     return create()
 
