@@ -26,12 +26,9 @@ from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages._heartbeat import is_heartbeat_enabled  # Public in name, not exported by optuna.storages.
 from optuna.trial import FrozenTrial, TrialState
 
-from mnist_study.sweep.trials import HOST, PID, PROCESS_START
+from mnist_study.sweep.trials import HEARTBEAT_ATTR, HOST, PID, PROCESS_START
 
 log = logging.getLogger(__name__)
-
-# Trial system attr of a journal storage's heartbeat: the time of the last beat, in seconds since the epoch.
-HEARTBEAT_ATTR = "mnist_study:heartbeat"
 
 
 def this_host() -> str:
