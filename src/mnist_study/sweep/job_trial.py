@@ -1,4 +1,4 @@
-"""A job's side of a trial: reconnect to it from the storage, report every epoch, stop when the pruner says so.
+"""A job's side of a trial: join it through the trial ledger, report every epoch, stop when the pruner says so.
 
 Everything a job needs travels in its overrides (study name, storage URL, trial number) and in the storage (the
 pruner's config, written by the sweeper as a trial system attr), so any Hydra launcher can run it. The job also

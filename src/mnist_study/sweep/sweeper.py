@@ -3,6 +3,8 @@
 Several sweep processes may share one study (a journal file on one host, PostgreSQL across hosts). Together they
 finish exactly `n_trials` counted trials: a worker asks only while counted plus running trials fall short, and a
 trial whose rank (see `trials.rank`) has reached `n_trials` is closed as an uncounted FAIL before it ever runs.
+This module is the loop and Hydra's launching; every change of a trial's state is made by the trial ledger
+(`ledger.TrialLedger`).
 """
 
 from __future__ import annotations
