@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 from conftest import vacant_pid
 from mnist_study.checks import ConfigError
 from mnist_study.sweep import liveness, trials
+from mnist_study.sweep.ledger import TrialLedger
 from mnist_study.sweep.storage import open_storage, real_url, shareable
 from mnist_study.sweep.stores import retrying
 
@@ -56,7 +57,7 @@ def test_a_dead_worker_s_trial_is_failed_uncounted_and_queued_again_and_a_live_o
     dead = worked_on(study, here, vacant_pid(), "12345")
     alive = worked_on(study, here, other_pid, liveness.process_start(other_pid))
 
-    recovered = liveness.recover_orphans(study, storage, GRACE_S)
+    recovered = TrialLedger(study, storage).recover(GRACE_S)
     assert [(trial.number, reason.split(":")[0]) for trial, reason in recovered] == [(dead.number, "worker died")]
     states = {trial.number: trial for trial in study.get_trials()}
     assert states[dead.number].state == TrialState.FAIL and trials.UNCOUNTED in states[dead.number].user_attrs
@@ -65,7 +66,7 @@ def test_a_dead_worker_s_trial_is_failed_uncounted_and_queued_again_and_a_live_o
     retry = study.ask(SPACE)
     assert retry.params == dead.params and retry.user_attrs[trials.RETRY_OF] == dead.number
     # A second worker arriving later finds nothing left to recover.
-    assert liveness.recover_orphans(study, storage, GRACE_S) == []
+    assert TrialLedger(study, storage).recover(GRACE_S) == []
 
 
 def test_a_pid_given_to_another_process_does_not_pass_for_the_dead_worker(
@@ -78,7 +79,7 @@ def test_a_pid_given_to_another_process_does_not_pass_for_the_dead_worker(
     assert started is not None
     reused = worked_on(study, liveness.this_host(), other_pid, str(int(started) - 1))
 
-    ((trial, reason),) = liveness.recover_orphans(study, storage, GRACE_S)
+    ((trial, reason),) = TrialLedger(study, storage).recover(GRACE_S)
     assert trial.number == reused.number and f"process {other_pid}" in reason
 
 
@@ -96,10 +97,10 @@ def test_another_host_s_trial_lives_while_it_beats_however_long_and_dies_a_grace
         trial.set_user_attr(trials.PID, 1)
         deadline = time.monotonic() + 2 * GRACE_S
         while time.monotonic() < deadline:
-            assert liveness.recover_orphans(study, storage, GRACE_S) == []
+            assert TrialLedger(study, storage).recover(GRACE_S) == []
             time.sleep(0.5)
     stopped = time.monotonic()
-    while not (recovered := liveness.recover_orphans(study, storage, GRACE_S)):
+    while not (recovered := TrialLedger(study, storage).recover(GRACE_S)):
         assert time.monotonic() - stopped < GRACE_S + 2 * INTERVAL_S, "never failed after its beats stopped"
         time.sleep(0.25)
     assert time.monotonic() - stopped > GRACE_S - 1  # Not before the grace (whole seconds on a database).
@@ -111,9 +112,9 @@ def test_a_trial_whose_worker_died_before_its_first_beat_is_failed_after_the_gra
     storage = open_heartbeat_storage(storage_url)
     study = optuna.create_study(storage=storage, direction="maximize")
     study.ask(SPACE)
-    assert liveness.recover_orphans(study, storage, GRACE_S) == []
+    assert TrialLedger(study, storage).recover(GRACE_S) == []
     time.sleep(GRACE_S + 0.5)
-    ((_, reason),) = liveness.recover_orphans(study, storage, GRACE_S)
+    ((_, reason),) = TrialLedger(study, storage).recover(GRACE_S)
     assert "no heartbeat recorded" in reason
 
 

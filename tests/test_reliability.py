@@ -3,8 +3,8 @@ moved to another host name, or left without their database for a while.
 
 - A worker on another host (`unshare --uts`, a hostname of its own) is killed mid-trial: a worker on this host
   finds it dead by its heartbeat within the grace period, not hours later.
-- Kills at the steps of a trial's life that leave the two stores apart (`MNIST_STUDY_FAULT`, see
-  `mnist_study.sweep.faults`), each followed by a resume: the two stores converge (no MLflow run RUNNING unless its
+- Kills at the steps of a trial's life that leave the two stores apart (the test-only kill seam, at the calls
+  listed in `kill_points.py`), each followed by a resume: the two stores converge (no MLflow run RUNNING unless its
   trial is; every COMPLETE trial has exactly one FINISHED run with its values).
 - The storage password given only in the environment is written nowhere and shown in no command line.
 - PostgreSQL stopped mid-trial: a short outage is ridden out; a long one stops the worker with one line, and the
@@ -27,7 +27,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from conftest import PROJECT_ROOT, Services
-from mnist_study.sweep import faults
+from kill_points import KILL_POINTS, killed_at
 from mnist_study.sweep.storage import open_storage
 from mnist_study.sweep.trials import FAIL_REASON, HOST, MLFLOW_RUN_ATTR, RETRY_OF, UNCOUNTED, is_counted
 from study_workers import (
@@ -90,11 +90,9 @@ def test_kills_between_the_two_stores_writes_each_followed_by_a_resume_leave_bot
     """
     study, n_trials = "faults", 2
     order = ("after_mlflow_run", "during_recovery", "after_tell")
-    assert set(order) | {"after_ask", "mid_training"} == set(faults.STEPS)
+    assert set(order) | {"after_ask", "mid_training"} == set(KILL_POINTS)
     for index, step in enumerate(order):
-        worker = start_worker(
-            services, tmp_path, study, n_trials, index, *LIVENESS, environment={faults.ENVIRONMENT_VARIABLE: step}
-        )
+        worker = start_worker(services, tmp_path, study, n_trials, index, *LIVENESS, environment=killed_at(step))
         started.append(worker)
         code, stdout, stderr = finish(worker)
         assert code == -signal.SIGKILL, f"{step}: exit {code}\nstdout:\n{stdout}\nstderr:\n{stderr}"

@@ -30,6 +30,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from conftest import PROJECT_ROOT, run_cli, store_overrides
+from kill_points import SEAM, SEAM_VARIABLE
 from mnist_study.data import load_mnist
 from mnist_study.report import refit, selection
 from mnist_study.report.refit import REUSED_TAG_PREFIX
@@ -40,8 +41,7 @@ from test_report_cli import report_argv
 
 pytestmark = pytest.mark.slow
 
-SEAM = Path(__file__).parent / "kill_seam"
-SEAM_VARIABLE, SEAM_MARKER = "MNIST_STUDY_TEST_KILL", "test seam: SIGKILL at"
+SEAM_MARKER = "test seam: SIGKILL at"
 # Three configurations (replica, baseline, the top trial) at two seeds: six refits of 1 000 images, one epoch.
 SHRINK = ("data.train_subset=1000", "train.epochs=1", "tracking.plots=false")
 ARGUMENTS = ("study_name=smoke", "seeds=2", "top_k=1", *SHRINK)

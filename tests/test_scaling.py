@@ -21,6 +21,7 @@ import mnist_study.sweep.parent_run as parent_run
 import mnist_study.sweep.trials as trials_module
 from conftest import Services
 from mnist_study.sweep import liveness
+from mnist_study.sweep.ledger import TrialLedger
 from mnist_study.sweep.storage import open_storage
 from mnist_study.sweep.trials import (
     MLFLOW_RUN_ATTR,
@@ -160,6 +161,6 @@ def test_a_worker_that_loses_the_race_to_recover_an_orphan_carries_on(
         optuna.load_study(study_name=name, storage=storage_).tell(number, state=TrialState.FAIL)
         return real_trial_id(storage_, name, number)
 
-    monkeypatch.setattr(liveness, "trial_id", other_worker_wins)
-    assert liveness.recover_orphans(study, storage, grace_s=3600) == []
+    monkeypatch.setattr(trials_module, "trial_id", other_worker_wins)
+    assert TrialLedger(study, storage).recover(grace_s=3600) == []
     assert [t.state for t in study.get_trials()] == [TrialState.FAIL]

@@ -1,4 +1,4 @@
-"""A job's side of a trial: reconnect to it from the storage, report every epoch, stop when the pruner says so.
+"""A job's side of a trial: join it through the trial ledger, report every epoch, stop when the pruner says so.
 
 Everything a job needs travels in its overrides (study name, storage URL, trial number) and in the storage (the
 pruner's config, written by the sweeper as a trial system attr), so any Hydra launcher can run it. The job also
@@ -15,15 +15,13 @@ from typing import Any
 
 import keras
 import optuna
-from hydra.utils import instantiate
 
 from mnist_study.metrics import COST_METRICS
 from mnist_study.model import trainable_parameters
-from mnist_study.sweep import faults
+from mnist_study.sweep.ledger import TrialLedger
 from mnist_study.sweep.liveness import worker_attrs
-from mnist_study.sweep.storage import open_storage
 from mnist_study.sweep.stores import retrying
-from mnist_study.sweep.trials import MLFLOW_RUN_ATTR, PRUNER_ATTR, STORE_RETRY_ATTR, trial_id
+from mnist_study.sweep.trials import MLFLOW_RUN_ATTR, STORE_RETRY_ATTR
 
 
 def pruning_callback(
@@ -31,28 +29,21 @@ def pruning_callback(
 ) -> PruningCallback:
     """The callback that reports `monitor` to the live trial `number` of a study, with the study's pruner, this
     process recorded as the trial's worker and `mlflow_run_id` as the MLflow run that tracks it."""
-    faults.crash_point("after_mlflow_run")
-    storage = open_storage(storage_url)
-    identifier = trial_id(storage, study_name, number)
-    system_attrs = storage.get_trial_system_attrs(identifier)
-    pruner_config = system_attrs.get(PRUNER_ATTR)
-    pruner = instantiate(pruner_config) if pruner_config else optuna.pruners.NopPruner()
-    # The sampler is never used here (the sweeper has sampled already); a random one costs nothing to build.
-    study = optuna.load_study(
-        study_name=study_name, storage=storage, pruner=pruner, sampler=optuna.samplers.RandomSampler()
-    )
-    trial = optuna.trial.Trial(study, identifier)
+    ledger, trial = TrialLedger.join(study_name, storage_url, number)
     # The worker that trains is the one whose death would orphan the trial (another launcher may use another host).
-    for key, value in {**worker_attrs(), MLFLOW_RUN_ATTR: mlflow_run_id}.items():
-        trial.set_user_attr(key, value)
-    return PruningCallback(trial, monitor, float(system_attrs.get(STORE_RETRY_ATTR, 0.0)))
+    ledger.start(trial, {**worker_attrs(), MLFLOW_RUN_ATTR: mlflow_run_id})
+    store_retry_s = float(ledger.system_attrs(trial).get(STORE_RETRY_ATTR, 0.0))
+    return PruningCallback(ledger, trial, monitor, store_retry_s)
 
 
 class PruningCallback(keras.callbacks.Callback):
     """Report the objective after every epoch (step = epoch, 1-based); raise TrialPruned when told to."""
 
-    def __init__(self, trial: optuna.Trial, monitor: str | None, store_retry_s: float = 0.0) -> None:
+    def __init__(
+        self, ledger: TrialLedger, trial: optuna.Trial, monitor: str | None, store_retry_s: float = 0.0
+    ) -> None:
         super().__init__()
+        self.ledger = ledger
         self.trial = trial
         self.monitor = monitor
         self.store_retry_s = store_retry_s
@@ -64,11 +55,8 @@ class PruningCallback(keras.callbacks.Callback):
     def record_costs(self, costs: Mapping[str, Any]) -> None:
         """Record the trial's `n_params` and `fit_seconds` on it (user attrs), for the study's constraints."""
 
-        def record() -> None:
-            for name in COST_METRICS:
-                self.trial.set_user_attr(name, costs[name])
-
-        retrying(record, self.store_retry_s, "the Optuna storage")
+        measured = {name: costs[name] for name in COST_METRICS}
+        retrying(lambda: self.ledger.record(self.trial, measured), self.store_retry_s, "the Optuna storage")
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.monitor is None:
@@ -81,14 +69,10 @@ class PruningCallback(keras.callbacks.Callback):
             return  # A NaN objective is a failure, reported by the job's result, not a pruning signal.
         step = epoch + 1
         # A storage that stops answering for a while (a database restart) does not end the trial.
-        prune = retrying(lambda: self._report(value, step), self.store_retry_s, "the Optuna storage")
-        faults.crash_point("mid_training")
+        prune = retrying(
+            lambda: self.ledger.report(self.trial, value, step), self.store_retry_s, "the Optuna storage"
+        )
         if prune:
             elapsed = time.perf_counter() - self.started
             self.record_costs({"n_params": trainable_parameters(self.model), "fit_seconds": elapsed})
             raise optuna.TrialPruned(f"pruned at epoch {step}: {self.monitor}={value:.4f}")
-
-    def _report(self, value: float, step: int) -> bool:
-        """Report the epoch's objective; whether the pruner stops the trial."""
-        self.trial.report(value, step=step)
-        return self.trial.should_prune()

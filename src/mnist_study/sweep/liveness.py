@@ -5,8 +5,9 @@ storage that is Optuna's own heartbeat (a row per trial, stamped with the databa
 skewed clocks still agree); a journal file, which has no heartbeat in Optuna, gets the same as a trial system attr.
 A trial whose last beat is older than the grace period is dead, whatever host it ran on. On the worker's own host
 its process is checked too, by pid and the process's start time, so a pid the system has since given to another
-process never passes for the dead worker. Dead workers' trials are failed (uncounted) and their parameters queued
-again. This module never imports TensorFlow or MLflow.
+process never passes for the dead worker. This module only says which workers are dead; the ledger
+(`ledger.TrialLedger.recover`) fails their trials (uncounted) and queues their parameters again. This module never
+imports TensorFlow or MLflow.
 """
 
 from __future__ import annotations
@@ -25,13 +26,9 @@ from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages._heartbeat import is_heartbeat_enabled  # Public in name, not exported by optuna.storages.
 from optuna.trial import FrozenTrial, TrialState
 
-from mnist_study.sweep import faults
-from mnist_study.sweep.trials import FAIL_REASON, HOST, PID, PROCESS_START, RETRY_OF, UNCOUNTED, trial_id
+from mnist_study.sweep.trials import HEARTBEAT_ATTR, HOST, PID, PROCESS_START
 
 log = logging.getLogger(__name__)
-
-# Trial system attr of a journal storage's heartbeat: the time of the last beat, in seconds since the epoch.
-HEARTBEAT_ATTR = "mnist_study:heartbeat"
 
 
 def this_host() -> str:
@@ -142,33 +139,3 @@ def orphan_reason(trial: FrozenTrial, stale: set[int], grace_s: float) -> str | 
     if never_beat and (dt.datetime.now() - started).total_seconds() > grace_s:
         return f"worker presumed dead: no heartbeat recorded in {grace_s:g} s"
     return None
-
-
-def recover_orphans(study: optuna.Study, storage: BaseStorage, grace_s: float) -> list[tuple[FrozenTrial, str]]:
-    """Fail the trials left RUNNING by dead workers, uncounted, and queue their parameters again.
-
-    The reason is written before the FAIL, so a recovering worker killed between the two leaves a RUNNING trial
-    that the next one recovers, never a counted FAIL. Several workers may find the same orphan at once; only the
-    one whose FAIL the storage accepts re-queues it. Returns the trials this worker recovered, as they were before
-    (so their MLflow runs can be closed too), with the reason.
-    """
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    stale = stale_numbers(study, storage, grace_s) if running else set()
-    recovered = []
-    for trial in running:
-        reason = orphan_reason(trial, stale, grace_s)
-        if reason is None:
-            continue
-        identifier = trial_id(storage, study.study_name, trial.number)
-        try:
-            # Another worker may finish the trial between any two of these calls; each then raises, and it wins.
-            storage.set_trial_user_attr(identifier, FAIL_REASON, reason)
-            storage.set_trial_user_attr(identifier, UNCOUNTED, reason)
-            study.tell(trial.number, state=TrialState.FAIL)
-        except (ValueError, RuntimeError):
-            continue  # Another worker recovered it first.
-        faults.crash_point("during_recovery")
-        retry_of = trial.user_attrs.get(RETRY_OF, trial.number)
-        study.enqueue_trial(trial.params, user_attrs={RETRY_OF: retry_of})
-        recovered.append((trial, reason))
-    return recovered

@@ -3,18 +3,20 @@
 Several sweep processes may share one study (a journal file on one host, PostgreSQL across hosts). Together they
 finish exactly `n_trials` counted trials: a worker asks only while counted plus running trials fall short, and a
 trial whose rank (see `trials.rank`) has reached `n_trials` is closed as an uncounted FAIL before it ever runs.
+This module is the loop and Hydra's launching; every change of a trial's state is made by the trial ledger
+(`ledger.TrialLedger`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import math
 import re
 import signal
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,7 +33,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mnist_study.metrics import direction_for, objective_names
 from mnist_study.secrets import redact
-from mnist_study.sweep import constraints, faults, known, liveness, logs, trials
+from mnist_study.sweep import constraints, known, liveness, logs, trials
+from mnist_study.sweep.ledger import TrialLedger
 from mnist_study.sweep.liveness import Heartbeat
 from mnist_study.sweep.parent_run import ParentRun
 from mnist_study.sweep.sampling import make_sampler
@@ -164,6 +167,8 @@ class _Loop:
         self.parent = parent
         self.objectives = objectives
         self.durations: list[float] = []
+        # Every change of a trial's state goes through the ledger; this loop only decides when to make one.
+        self.ledger = TrialLedger(study, storage, sweeper.settings.n_trials)
 
     def run(self) -> None:
         n_trials = self.settings.n_trials
@@ -172,22 +177,20 @@ class _Loop:
         while True:
             # A worker may die at any instant: before each ask, repair what dead workers left half-written.
             self._store(self._recover_orphans)
-            so_far = self._store(lambda: self.study.get_trials(deepcopy=False))
-            if trials.count_verdicts(so_far) + trials.count_running(so_far) >= n_trials:
+            if self._store(self.ledger.is_full):
                 break
             # As Optuna's optimize(timeout=): no new trial once the time is up; the one running has finished.
             if self._out_of_time():
                 on_time = True
                 break
-            trial = self._store(self._ask)
-            faults.crash_point("after_ask")
-            if trials.rank(self._store(lambda: self.study.get_trials(deepcopy=False)), trial.number) >= n_trials:
-                self._discard(trial, "surplus: other workers already hold the last trials of the budget")
+            trial = self._store(lambda: self.ledger.ask(self.space))
+            if self._store(functools.partial(self.ledger.is_surplus, trial)):
+                self.ledger.give_back(trial, "surplus: other workers already hold the last trials of the budget")
                 continue
-            identifier = trials.trial_id(self.storage, self.study.study_name, trial.number)
+            identifier = self.ledger.trial_id(trial.number)
             with Heartbeat(self.storage, identifier, self.settings.heartbeat_interval_s):
                 self._run_trial(trial)
-        done = trials.count_verdicts(self.study.get_trials(deepcopy=False))
+        done = self.ledger.count()
         stopped = ""
         if on_time:
             elapsed = format_duration(time.monotonic() - self.sweeper.started)
@@ -210,19 +213,11 @@ class _Loop:
         """`call()`, retried while the study's storage is unreachable, for up to `store_retry_s`."""
         return retrying(call, self.settings.store_retry_s, f"the Optuna storage {self.settings.storage}")
 
-    def _ask(self) -> optuna.Trial:
-        with warnings.catch_warnings():
-            # Optuna warns that its heartbeat is meant for study.optimize; this loop beats for itself.
-            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-            trial = self.study.ask()
-        self.space.sample(trial)
-        return trial
-
     def _recover_orphans(self) -> None:
         """Fail dead workers' trials (uncounted), queue their params again and close their MLflow runs KILLED;
         then close any run a dead worker left RUNNING under the study's parent whose trial is no longer running."""
         grace = self.settings.heartbeat_grace_s
-        for trial, reason in liveness.recover_orphans(self.study, self.storage, grace):
+        for trial, reason in self.ledger.recover(grace):
             self.parent.close_orphan(trial.user_attrs.get(trials.MLFLOW_RUN_ATTR))
             n_trials = self.settings.n_trials
             log.info("trial %d/%d FAIL %s (uncounted; its params queued again)", trial.number, n_trials, reason)
@@ -230,25 +225,26 @@ class _Loop:
 
     def _run_trial(self, trial: optuna.Trial) -> None:
         started = time.perf_counter()
-        self._store(lambda: self._mark(trial))
+        self._store(lambda: self._start(trial))
         overrides = self._job_overrides(trial)
         try:
             # The launcher composes the job's config once; the space's values were all composed and validated
             # before the first trial, so a separate validating compose per trial would only repeat that work.
             (result,) = self.sweeper.launcher.launch([overrides], initial_job_idx=trial.number)
         except HydraException as error:
-            self._discard(trial, f"invalid overrides: {error}")
+            self.ledger.give_back(trial, f"invalid overrides: {error}")
             raise ValueError(f"trial {trial.number}: the overrides do not compose: {error}") from error
         except KeyboardInterrupt:
-            self._discard(trial, "interrupted (SIGINT or SIGTERM)", requeue=True)
+            self.ledger.give_back(trial, "interrupted (SIGINT or SIGTERM)", requeue=True)
             raise
         failure = job_store_error(result)
         if failure is not None:
             # The trial did not fail; the store it logs to did. Its params run again when the sweep resumes.
-            self._discard(trial, f"store failed: {first_line(failure)}", requeue=True)
+            self.ledger.give_back(trial, f"store failed: {first_line(failure)}", requeue=True)
             raise failure
         state, value, reason = verdict(result)
-        frozen = self._store(lambda: self._tell(trial, state, value, reason))
+        judge = self._judge if self.settings.constraints else None
+        frozen = self._store(lambda: self.ledger.tell(trial, state, value, reason, judge))
         if frozen is None:
             log.info(
                 "trial %d/%d was failed by another worker (its heartbeat was late); its result is dropped and its "
@@ -257,44 +253,23 @@ class _Loop:
                 self.settings.n_trials,
             )
             return
-        faults.crash_point("after_tell")
         self.parent.tag_child(frozen.user_attrs.get(trials.MLFLOW_RUN_ATTR), state)
         self.durations.append(time.perf_counter() - started)
         with logs.also_in_job_log(getattr(result, "hydra_cfg", None)):
             log.info("%s", self._progress(frozen, reason))
 
-    def _tell(
-        self, trial: optuna.Trial, state: TrialState, value: float | list[float] | None, reason: str | None
-    ) -> FrozenTrial | None:
-        """Tell the verdict; None if another worker failed the trial first (it took this worker for dead)."""
-        try:
-            if reason:
-                trial.set_user_attr(trials.FAIL_REASON, reason)
-            if state in (TrialState.COMPLETE, TrialState.PRUNED):
-                self._set_constraints(trial)
-            return self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            told = self.study.get_trials(deepcopy=False)[trial.number]
-            # A retried tell whose first attempt went through finds its own verdict.
-            return told if told.state == state and trials.UNCOUNTED not in told.user_attrs else None
-
-    def _set_constraints(self, trial: optuna.Trial) -> None:
+    def _judge(self, trial: optuna.Trial, stored: FrozenTrial) -> None:
         """The study's constraints, judged on the costs the job recorded on the trial (Optuna's constraint values:
         <= 0 feasible), set before the verdict so that the sampler and `best_trial` see them."""
-        if self.settings.constraints:
-            identifier = trials.trial_id(self.storage, self.study.study_name, trial.number)
-            constraints.judge(trial, self.settings.constraints, self.storage.get_trial(identifier))
+        constraints.judge(trial, self.settings.constraints, stored)
 
-    def _mark(self, trial: optuna.Trial) -> None:
+    def _start(self, trial: optuna.Trial) -> None:
         """Record who runs the trial and how to prune it, where a job in any process can read them."""
-        for key, value in liveness.worker_attrs().items():
-            trial.set_user_attr(key, value)
-        for key, value in trials.fixed_attrs(self.space.fixed_for(trial.params)).items():
-            trial.set_user_attr(key, value)
-        trial_id = trials.trial_id(self.storage, self.study.study_name, trial.number)
-        self.storage.set_trial_system_attr(trial_id, trials.STORE_RETRY_ATTR, self.settings.store_retry_s)
+        attrs = {**liveness.worker_attrs(), **trials.fixed_attrs(self.space.fixed_for(trial.params))}
+        system_attrs: dict[str, Any] = {trials.STORE_RETRY_ATTR: self.settings.store_retry_s}
         if self.settings.pruner is not None:
-            self.storage.set_trial_system_attr(trial_id, trials.PRUNER_ATTR, self.settings.pruner)
+            system_attrs[trials.PRUNER_ATTR] = self.settings.pruner
+        self.ledger.start(trial, attrs, system_attrs)
 
     def _job_overrides(self, trial: optuna.Trial) -> list[str]:
         return [
@@ -304,14 +279,6 @@ class _Loop:
             f"trial.number={trial.number}",
             f"tracking.parent_run_id={self.parent.run_id}",
         ]
-
-    def _discard(self, trial: optuna.Trial, reason: str, requeue: bool = False) -> None:
-        """Close a trial that never produced a verdict as an uncounted FAIL (optionally queueing its params)."""
-        trial.set_user_attr(trials.FAIL_REASON, reason)
-        trial.set_user_attr(trials.UNCOUNTED, reason)
-        self.study.tell(trial, state=TrialState.FAIL)
-        if requeue:
-            self.study.enqueue_trial(trial.params, user_attrs={trials.RETRY_OF: trial.number})
 
     def _progress(self, trial: FrozenTrial, reason: str | None) -> str:
         """`trial 7/40 COMPLETE val_accuracy=0.9812 (best 0.9831 #5) 12.3s ETA 5m`."""
@@ -344,7 +311,7 @@ class _Loop:
     def _eta(self) -> str:
         """The time the remaining trials take at this worker's mean, or, when sooner, until the time budget runs
         out and the trial started just before it ends."""
-        counted = trials.count_verdicts(self.study.get_trials(deepcopy=False))
+        counted = self.ledger.count()
         remaining = max(0, self.settings.n_trials - counted)
         mean = sum(self.durations) / len(self.durations)
         eta = remaining * mean

@@ -1,8 +1,9 @@
-"""A study's trials as the sweeper and its jobs share them: their attributes and which ones count.
+"""The study's schema: the attributes the sweeper and its jobs write on trials, their states, and which ones count.
 
-Accounting: `n_trials` counts trials with a verdict — COMPLETE, PRUNED, or FAIL raised by the trial itself. A FAIL
-that carries the user attr `uncounted` (its worker died, or it was a surplus ask that never ran) does not count.
-This module never imports TensorFlow or MLflow.
+Defined once here and imported wherever a study is read (report/, scripts/, benchmarks/); only the trial ledger
+(`ledger.TrialLedger`) changes a trial's state. Accounting: `n_trials` counts trials with a verdict — COMPLETE,
+PRUNED, or FAIL raised by the trial itself. A FAIL that carries the user attr `uncounted` (its worker died, or it
+was a surplus ask that never ran) does not count. This module never imports TensorFlow or MLflow.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ FIXED_PREFIX = "fixed."
 PRUNER_ATTR = "mnist_study:pruner"
 # Trial system attr: how long the job retries the storage when a report does not go through (store_retry_s).
 STORE_RETRY_ATTR = "mnist_study:store_retry_s"
+# Trial system attr of a journal storage's heartbeat: the time of the last beat, in seconds since the epoch.
+HEARTBEAT_ATTR = "mnist_study:heartbeat"
 # Study user attr holding the MLflow parent run's id.
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 

@@ -1,0 +1,83 @@
+"""The trial ledger draws what the sweeper drew before it owned the trials, and applies the budget rule.
+
+`default_study_draws.json` holds the first 24 trials of the default study (experiments/sweep.yaml with the
+sweeper's default sampler), as the sweep loop asked them before the ledger existed, each told a value computed from
+its parameters. The same asks through the ledger must draw the same parameters, bit for bit: TPE's start-up
+trials and the modelled ones after them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import optuna
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+
+from conftest import PROJECT_ROOT
+from mnist_study.sweep.ledger import TrialLedger
+from mnist_study.sweep.sampling import make_sampler
+from mnist_study.sweep.space import SearchSpace, parse_space
+from mnist_study.sweep.storage import open_storage
+from mnist_study.sweep.sweeper import enqueue_baseline
+from mnist_study.sweep.trials import RETRY_OF, UNCOUNTED, is_counted
+
+DRAWS = Path(__file__).parent / "default_study_draws.json"
+BASELINE = {
+    "model.units": 512,
+    "optimizer": "rmsprop",
+    "train.epochs": 5,
+    "optimizer.learning_rate": 1e-3,
+    "model.dropout": 0.0,
+    "train.batch_size": 128,
+}
+
+
+def default_space() -> tuple[SearchSpace, dict[str, Any]]:
+    """The default study's space and the sweeper's default sampler config, read from the files that state them."""
+    sweeper = OmegaConf.load(PROJECT_ROOT / "experiments" / "sweep.yaml").hydra.sweeper
+    defaults = OmegaConf.load(PROJECT_ROOT / "conf" / "hydra" / "sweeper" / "mnist_study.yaml")
+    space = parse_space(OmegaConf.to_container(sweeper.params), [], OmegaConf.to_container(sweeper.conditional))
+    return space, OmegaConf.to_container(defaults.sampler)
+
+
+def made_up_value(params: dict[str, Any]) -> float:
+    """A value that depends on the parameters, so TPE's modelled draws depend on the earlier ones."""
+    return 0.95 + 0.0001 * params["train.epochs"] - abs(params.get("model.dropout", 0) - 0.2) * 0.01
+
+
+def test_the_ledger_draws_the_default_study_as_the_sweeper_drew_it_before(tmp_path: Path) -> None:
+    space, sampler = default_space()
+    storage = open_storage(f"sqlite:///{tmp_path}/optuna.db")
+    study = optuna.create_study(study_name="mnist-mlp", storage=storage, direction="maximize")
+    enqueue_baseline(study, space, BASELINE)
+    study.sampler = make_sampler(sampler)
+    ledger = TrialLedger(study, storage, n_trials=24)
+    drawn = []
+    for _ in range(24):
+        trial = ledger.ask(space)
+        drawn.append(trial.params)
+        assert ledger.tell(trial, TrialState.COMPLETE, made_up_value(trial.params), None) is not None
+    assert drawn == json.loads(DRAWS.read_text())
+    assert ledger.count() == 24 and ledger.is_full()
+
+
+def test_a_trial_given_back_is_uncounted_and_runs_again_with_the_same_params(tmp_path: Path) -> None:
+    space, _ = default_space()
+    storage = open_storage(f"sqlite:///{tmp_path}/optuna.db")
+    study = optuna.create_study(study_name="given-back", storage=storage, direction="maximize")
+    ledger = TrialLedger(study, storage, n_trials=1)
+    first = ledger.ask(space)
+    assert not ledger.is_surplus(first) and ledger.is_full()
+    ledger.give_back(first, "interrupted", requeue=True)
+    assert ledger.count() == 0 and not ledger.is_full()
+    again = ledger.ask(space)
+    assert again.params == first.params
+    frozen = study.get_trials()
+    assert frozen[0].state == TrialState.FAIL and UNCOUNTED in frozen[0].user_attrs and not is_counted(frozen[0])
+    assert frozen[1].user_attrs[RETRY_OF] == first.number
+    # A second asked trial ranks beyond a budget of one while the first may still count.
+    surplus = ledger.ask(space)
+    assert ledger.is_surplus(surplus)
