@@ -36,11 +36,13 @@ BASELINE = {
 
 
 def default_space() -> tuple[SearchSpace, dict[str, Any]]:
-    """The default study's space and the sweeper's default sampler config, read from the files that state them."""
+    """The default study's space and sampler config, read from the files that state them and merged as Hydra
+    merges them: the sweeper's defaults, then the study's own settings."""
     sweeper = OmegaConf.load(PROJECT_ROOT / "experiments" / "sweep.yaml").hydra.sweeper
     defaults = OmegaConf.load(PROJECT_ROOT / "conf" / "hydra" / "sweeper" / "mnist_study.yaml")
     space = parse_space(OmegaConf.to_container(sweeper.params), [], OmegaConf.to_container(sweeper.conditional))
-    return space, OmegaConf.to_container(defaults.sampler)
+    sampler = OmegaConf.merge(defaults.sampler, sweeper.get("sampler") or {})
+    return space, OmegaConf.to_container(sampler)
 
 
 def made_up_value(params: dict[str, Any]) -> float:
