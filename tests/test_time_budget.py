@@ -29,7 +29,9 @@ from mnist_study.sweep.trials import MLFLOW_RUN_ATTR, count_verdicts
 pytestmark = pytest.mark.slow
 
 N_TRIALS = 4
-TIMEOUT_S = 30
+# Shorter than any worker's way to its last trial: the first trial alone imports TensorFlow (7-12 s), so the budget
+# runs out with trials left on any machine, and the stop is always there to see.
+TIMEOUT_S = 10
 BOUND = 300_000
 PROGRESS = re.compile(r"^trial (\d+)/(\d+) (COMPLETE|PRUNED|FAIL) .*\) [\d.]+s ETA \S+$", re.MULTILINE)
 # How long Python, Hydra and the plugin may take to build the sweeper after the test starts the command.
@@ -85,9 +87,7 @@ def test_the_timed_run_stops_asking_on_time_and_leaves_nothing_running(runs: Run
     # Each trial of the timed run was asked for before the time was up.
     for trial in timed_trials:
         assert trial.datetime_start.timestamp() < deadline + START_UP_SLACK_S
-    if len(done) == N_TRIALS:  # A machine fast enough to finish the study within the budget: no stop to see.
-        assert "stopped on time" not in runs.timed and f"{N_TRIALS}/{N_TRIALS} trials" in last
-        return
+    assert len(done) < N_TRIALS, runs.timed
     assert f"stopped on time (timeout_s={TIMEOUT_S} reached after" in last, runs.timed
     assert f"; {len(done)}/{N_TRIALS} trials have a verdict" in last, last
     if timed_trials:
