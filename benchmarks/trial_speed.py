@@ -10,8 +10,10 @@ machine is shared and noisy, so only ratios measured side by side mean anything.
     off). The tutorial fits on its test images; here (a) and (b) both fit the same 60 000 training images, so
     they do the same work.
 (b) the project's training path: `mnist_study.train.train` with the baseline config from conf/, overridden only
-    to fit all 60 000 images without a validation split (`data.val_size=0`), the same work as (a).
-(b16) (b) in bfloat16 arithmetic (`train.precision=bfloat16`), the same config otherwise.
+    to fit all 60 000 images without a validation split (`data.val_size=0`), the same work as (a), and in float32
+    (`train.precision=float32`), the tutorial's arithmetic. Variants are variants of (b), in float32 unless they
+    set `train.precision` themselves.
+(b16) (b) in bfloat16 arithmetic (`train.precision=bfloat16`, the project's default), the same config otherwise.
 (c) the machine's peak: a 4096 x 4096 float32 `tf.matmul` through TensorFlow; (c16) the same in bfloat16, the
     peak (b16) is measured against.
 
@@ -61,7 +63,9 @@ BATCH_SIZE = 128
 MATMUL_N = 4096
 # The project's path on the same 60 000 images as the tutorial's code: no validation split, quiet.
 SAME_WORK = ("data.val_size=0", "train.verbose=0")
-# (b16): the baseline in bfloat16, always measured beside (b).
+# (b) and its variants in float32, the tutorial's arithmetic; (b16): the baseline in bfloat16 (the project's
+# default), always measured beside (b).
+FLOAT32 = ("train.precision=float32",)
 BFLOAT16 = ("train.precision=bfloat16",)
 # The overhead sweep is the project's default study (experiments/sweep.yaml, its space and pruner unchanged),
 # cut to its first few trials: trial 0 is the baseline and the next ones are the sampler's first draws.
@@ -227,9 +231,11 @@ def main() -> None:
         tf.config.threading.set_intra_op_parallelism_threads(intra)
         tf.config.threading.set_inter_op_parallelism_threads(inter)
 
-    overrides = {"b": list(SAME_WORK), "b16": [*SAME_WORK, *BFLOAT16]}
+    overrides = {"b": [*SAME_WORK, *FLOAT32], "b16": [*SAME_WORK, *BFLOAT16]}
     variants = parse_variants(DEFAULT_VARIANTS if args.variant is None else args.variant)
-    overrides.update({name: [*SAME_WORK, *extra] for name, extra in variants.items()})
+    for name, extra in variants.items():
+        own_precision = any(override.startswith("train.precision=") for override in extra)
+        overrides[name] = [*SAME_WORK, *(() if own_precision else FLOAT32), *extra]
     configs = compose_configs(overrides)
     weights = build_model(configs["b"].model.units).count_params()
     images = 60000
