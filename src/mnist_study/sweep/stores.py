@@ -19,6 +19,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
+from mnist_study.errors import first_line
 from mnist_study.secrets import redact
 
 log = logging.getLogger(__name__)
@@ -96,8 +97,3 @@ def store_failure_text(error: BaseException, tracking_uri: str, storage_url: str
         f"hydra.sweeper.store_retry_s={retry_s:g} s; finished trials are kept: rerun the same command once the "
         "store works"
     )
-
-
-def first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

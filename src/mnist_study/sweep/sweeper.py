@@ -31,6 +31,7 @@ from mlflow.entities import RunStatus
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
+from mnist_study.errors import first_line
 from mnist_study.metrics import direction_for, objective_names
 from mnist_study.secrets import redact
 from mnist_study.sweep import constraints, known, liveness, logs, trials
@@ -41,14 +42,7 @@ from mnist_study.sweep.sampling import make_sampler
 from mnist_study.sweep.settings import SweepSettings
 from mnist_study.sweep.space import SearchSpace, format_value, in_distribution, parse_space
 from mnist_study.sweep.storage import open_storage, shareable
-from mnist_study.sweep.stores import (
-    STORE_ERRORS,
-    StoreFailure,
-    first_line,
-    job_store_error,
-    retrying,
-    store_failure_text,
-)
+from mnist_study.sweep.stores import STORE_ERRORS, StoreFailure, job_store_error, retrying, store_failure_text
 
 # The sweep's own lines (start-up, one per trial, the last one) go through this logger: Hydra's logging config
 # (conf/hydra/hydra_logging/mnist_study.yaml) shows them bare on the console and timestamped in sweep.log.
