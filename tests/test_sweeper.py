@@ -11,14 +11,18 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, TEMPORARILY_UNAVAILABLE
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
+from sqlalchemy.exc import OperationalError
 
 from conftest import PROJECT_ROOT
 from mnist_study.metrics import direction_for
 from mnist_study.sweep.sampling import TrialSeededSampler, trial_seed
 from mnist_study.sweep.space import format_value, in_distribution, parse_space
+from mnist_study.sweep.stores import job_exception, job_store_error
 from mnist_study.sweep.sweeper import baseline_values, enqueue_baseline, format_duration, quote, verdict
 
 
@@ -179,6 +183,25 @@ def test_verdict_of_a_job(status: JobStatus, value: object, state: TrialState, r
     told_state, told_value, told_reason = verdict(job_return(status, value))
     assert (told_state, told_reason) == (state, reason)
     assert told_value == (value if state == TrialState.COMPLETE else None)
+
+
+@pytest.mark.parametrize(
+    ("status", "value", "store_failure"),
+    [
+        (JobStatus.COMPLETED, 0.98, False),
+        (JobStatus.FAILED, MlflowException("database is locked", TEMPORARILY_UNAVAILABLE), True),
+        (JobStatus.FAILED, MlflowException("no such run", RESOURCE_DOES_NOT_EXIST), False),
+        (JobStatus.FAILED, OperationalError("SELECT 1", {}, ConnectionRefusedError()), True),
+        (JobStatus.FAILED, optuna.TrialPruned("pruned at epoch 2"), False),
+        (JobStatus.FAILED, FloatingPointError("loss became nan"), False),
+    ],
+)
+def test_a_failing_store_is_told_apart_from_a_failing_trial(
+    status: JobStatus, value: object, store_failure: bool
+) -> None:
+    result = job_return(status, value)
+    assert job_exception(result) is (None if status == JobStatus.COMPLETED else value)
+    assert job_store_error(result) is (value if store_failure else None)
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,7 @@ This module is the loop and Hydra's launching; every change of a trial's state i
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import io
 import logging
 import math
 import re
@@ -42,7 +40,14 @@ from mnist_study.sweep.sampling import make_sampler
 from mnist_study.sweep.settings import SweepSettings
 from mnist_study.sweep.space import SearchSpace, format_value, in_distribution, parse_space
 from mnist_study.sweep.storage import open_storage, shareable
-from mnist_study.sweep.stores import STORE_ERRORS, StoreFailure, job_store_error, retrying, store_failure_text
+from mnist_study.sweep.stores import (
+    STORE_ERRORS,
+    StoreFailure,
+    job_exception,
+    job_store_error,
+    retrying,
+    store_failure_text,
+)
 
 # The sweep's own lines (start-up, one per trial, the last one) go through this logger: Hydra's logging config
 # (conf/hydra/hydra_logging/mnist_study.yaml) shows them bare on the console and timestamped in sweep.log.
@@ -390,13 +395,10 @@ def verdict(result: JobReturn) -> tuple[TrialState, float | list[float] | None, 
             told = [float(v) for v in values]
             return TrialState.COMPLETE, told if isinstance(value, list | tuple) else told[0], None
         return TrialState.FAIL, None, f"objective is {value!r}, not a finite number"
-    try:
-        # Hydra re-raises the job's exception here (and writes a line to stderr, which we keep out of sight).
-        with contextlib.redirect_stderr(io.StringIO()):
-            _ = result.return_value
-    except optuna.TrialPruned:
+    error = job_exception(result)
+    if isinstance(error, optuna.TrialPruned):
         return TrialState.PRUNED, None, None
-    except Exception as error:
+    if error is not None:
         return TrialState.FAIL, None, f"{type(error).__name__}: {error}"
     return TrialState.FAIL, None, "the job ended without a result"
 
