@@ -68,6 +68,11 @@ def test_verdicts_count_complete_pruned_and_own_failures_only(storage_url: str) 
     trials = study.get_trials()
     assert sweep_trials.count_verdicts(trials) == 3
     assert sweep_trials.count_running(trials) == 1
+    # Per state every trial is said, counted or not, in Optuna's order of the states; empty states left out.
+    expected = {TrialState.RUNNING: 1, TrialState.COMPLETE: 1, TrialState.PRUNED: 1, TrialState.FAIL: 2}
+    assert sweep_trials.state_counts(trials) == expected
+    assert list(sweep_trials.state_counts(trials)) == list(expected)
+    assert sweep_trials.state_counts_text(trials) == "1 RUNNING, 1 COMPLETE, 1 PRUNED, 2 FAIL"
 
 
 def test_the_later_of_two_racing_asks_for_the_last_slot_is_surplus(tmp_path: Path) -> None:
