@@ -19,7 +19,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mnist_study.metrics import COST_METRICS, HISTORY_METRICS, objective_names
-from mnist_study.paths import PROJECT_ROOT
+from mnist_study.paths import group_options, option_file
 from mnist_study.precision import PRECISIONS
 from mnist_study.secrets import redact
 
@@ -106,8 +106,8 @@ def check_schedule(cfg: DictConfig) -> None:
 @functools.cache
 def optimizer_targets() -> dict[str, str]:
     """Each file of the optimizer group (conf/optimizer/<name>.yaml) by name, with the class it builds."""
-    folder = PROJECT_ROOT / "conf" / "optimizer"
-    return {path.stem: str(OmegaConf.load(path)["_target_"]) for path in sorted(folder.glob("*.yaml"))}
+    options = group_options("optimizer") or []
+    return {option: str(OmegaConf.load(option_file("optimizer", option))["_target_"]) for option in options}
 
 
 def check_optimizer(cfg: DictConfig) -> None:
