@@ -18,8 +18,8 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from mnist_study.paths import study_storage, tracking_uri
+from mnist_study.sweep.schema import BASELINE_ATTR, MLFLOW_RUN_ATTR, state_counts_text, trial_values
 from mnist_study.sweep.storage import open_storage
-from mnist_study.sweep.trials import BASELINE_ATTR, MLFLOW_RUN_ATTR, state_counts_text, trial_values
 
 COLUMNS = (
     "model.units",

@@ -18,9 +18,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from conftest import PROJECT_ROOT, run_cli, small_config, store_overrides
+from mnist_study.sweep.schema import fixed_attrs
 from mnist_study.sweep.space import SearchSpace, check_space, parse_space
 from mnist_study.sweep.sweeper import baseline_values, enqueue_baseline, fixed_lines
-from mnist_study.sweep.trials import fixed_attrs
 
 GROUPS = {"optimizer": ["adam", "adamw", "nadam", "rmsprop", "sgd"], "model": ["mlp"], "data": ["mnist"]}
 

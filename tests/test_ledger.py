@@ -19,10 +19,10 @@ from optuna.trial import TrialState
 from conftest import PROJECT_ROOT
 from mnist_study.sweep.ledger import TrialLedger
 from mnist_study.sweep.sampling import make_sampler
+from mnist_study.sweep.schema import RETRY_OF, UNCOUNTED, is_counted
 from mnist_study.sweep.space import SearchSpace, parse_space
 from mnist_study.sweep.storage import open_storage
 from mnist_study.sweep.sweeper import enqueue_baseline
-from mnist_study.sweep.trials import RETRY_OF, UNCOUNTED, is_counted
 
 DRAWS = Path(__file__).parent / "default_study_draws.json"
 BASELINE = {

@@ -18,7 +18,7 @@ from mnist_study.report import content, document, figures, refit, results, selec
 from mnist_study.report.registry import Registered
 from mnist_study.report.rerun import compare
 from mnist_study.report.sequential import BETTER, NOT_DISTINGUISHABLE, Design, Outcome
-from mnist_study.sweep.trials import MLFLOW_RUN_ATTR
+from mnist_study.sweep.schema import MLFLOW_RUN_ATTR
 
 DISTRIBUTIONS = {
     "model.units": IntDistribution(32, 4096, log=True),

@@ -19,7 +19,7 @@ from mnist_study.report.rescore import Rescored
 from mnist_study.report.results import Row, p_text, pct, signed_pp
 from mnist_study.secrets import redact
 from mnist_study.serving import CHAMPION_ALIAS
-from mnist_study.sweep.trials import state_counts_text
+from mnist_study.sweep.schema import state_counts_text
 
 # How the report names its testing procedure wherever it states a verdict.
 PROCEDURE = "Welch's t-test, Holm's procedure with interim looks"

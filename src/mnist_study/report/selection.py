@@ -15,8 +15,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mnist_study.secrets import redact
 from mnist_study.sweep.constraints import is_feasible
+from mnist_study.sweep.schema import BASELINE_ATTR, PARENT_RUN_ATTR, WARM_START_ATTR, trial_overrides
 from mnist_study.sweep.storage import open_storage
-from mnist_study.sweep.trials import BASELINE_ATTR, PARENT_RUN_ATTR, WARM_START_ATTR, trial_overrides
 
 
 class ReportError(ValueError):

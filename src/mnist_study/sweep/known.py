@@ -18,10 +18,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mnist_study.checks import ConfigError
 from mnist_study.secrets import redact
+from mnist_study.sweep.schema import ENQUEUED_ATTR, WARM_START_ATTR
 from mnist_study.sweep.settings import SweepSettings
 from mnist_study.sweep.space import Branch, SearchSpace, format_value, in_distribution, same_value
 from mnist_study.sweep.storage import open_storage
-from mnist_study.sweep.trials import ENQUEUED_ATTR, WARM_START_ATTR
 
 KEY = "hydra.sweeper.enqueue"
 

@@ -31,8 +31,7 @@ from mnist_study.secrets import redact
 from mnist_study.sweep.constraints import is_feasible
 from mnist_study.sweep.figures import study_figures
 from mnist_study.sweep.liveness import this_host
-from mnist_study.sweep.storage import open_storage
-from mnist_study.sweep.trials import (
+from mnist_study.sweep.schema import (
     HOST,
     MLFLOW_RUN_ATTR,
     PARENT_RUN_ATTR,
@@ -41,6 +40,7 @@ from mnist_study.sweep.trials import (
     state_counts,
     trial_values,
 )
+from mnist_study.sweep.storage import open_storage
 from mnist_study.tracking import close_killed, get_or_create_experiment, mlflow_client, running_runs
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 Several sweep processes may share one study (a journal file on one host, PostgreSQL across hosts). Together they
 finish exactly `n_trials` counted trials: a worker asks only while counted plus running trials fall short, and a
-trial whose rank (see `trials.rank`) has reached `n_trials` is closed as an uncounted FAIL before it ever runs.
+trial whose rank (see `schema.rank`) has reached `n_trials` is closed as an uncounted FAIL before it ever runs.
 This module is the loop and Hydra's launching; every change of a trial's state is made by the trial ledger
 (`ledger.TrialLedger`).
 """
@@ -32,7 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 from mnist_study.errors import first_line
 from mnist_study.metrics import direction_for, objective_names
 from mnist_study.secrets import redact
-from mnist_study.sweep import constraints, known, liveness, logs, trials
+from mnist_study.sweep import constraints, known, liveness, logs, schema
 from mnist_study.sweep.ledger import TrialLedger
 from mnist_study.sweep.liveness import Heartbeat
 from mnist_study.sweep.parent_run import ParentRun
@@ -217,7 +217,7 @@ class _Loop:
         then close any run a dead worker left RUNNING under the study's parent whose trial is no longer running."""
         grace = self.settings.heartbeat_grace_s
         for trial, reason in self.ledger.recover(grace):
-            self.parent.close_orphan(trial.user_attrs.get(trials.MLFLOW_RUN_ATTR))
+            self.parent.close_orphan(trial.user_attrs.get(schema.MLFLOW_RUN_ATTR))
             n_trials = self.settings.n_trials
             log.info("trial %d/%d FAIL %s (uncounted; its params queued again)", trial.number, n_trials, reason)
         self.parent.close_strays(self.study)
@@ -252,7 +252,7 @@ class _Loop:
                 self.settings.n_trials,
             )
             return
-        self.parent.tag_child(frozen.user_attrs.get(trials.MLFLOW_RUN_ATTR), state)
+        self.parent.tag_child(frozen.user_attrs.get(schema.MLFLOW_RUN_ATTR), state)
         self.durations.append(time.perf_counter() - started)
         with logs.also_in_job_log(getattr(result, "hydra_cfg", None)):
             log.info("%s", self._progress(frozen, reason))
@@ -264,10 +264,10 @@ class _Loop:
 
     def _start(self, trial: optuna.Trial) -> None:
         """Record who runs the trial and how to prune it, where a job in any process can read them."""
-        attrs = {**liveness.worker_attrs(), **trials.fixed_attrs(self.space.fixed_for(trial.params))}
-        system_attrs: dict[str, Any] = {trials.STORE_RETRY_ATTR: self.settings.store_retry_s}
+        attrs = {**liveness.worker_attrs(), **schema.fixed_attrs(self.space.fixed_for(trial.params))}
+        system_attrs: dict[str, Any] = {schema.STORE_RETRY_ATTR: self.settings.store_retry_s}
         if self.settings.pruner is not None:
-            system_attrs[trials.PRUNER_ATTR] = self.settings.pruner
+            system_attrs[schema.PRUNER_ATTR] = self.settings.pruner
         self.ledger.start(trial, attrs, system_attrs)
 
     def _job_overrides(self, trial: optuna.Trial) -> list[str]:
@@ -362,7 +362,7 @@ def baseline_values(config: DictConfig, space: SearchSpace) -> dict[str, Any]:
 def enqueue_baseline(study: optuna.Study, space: SearchSpace, baseline: Mapping[str, Any]) -> bool:
     """Queue the configured baseline as the study's first trial when the space contains it; else say why not."""
     if space.contains(baseline):
-        study.enqueue_trial(dict(baseline), user_attrs={trials.BASELINE_ATTR: True})
+        study.enqueue_trial(dict(baseline), user_attrs={schema.BASELINE_ATTR: True})
         return True
     outside = [
         f"{key}={format_value(baseline.get(key))}"
