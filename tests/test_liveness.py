@@ -57,8 +57,19 @@ def test_a_dead_worker_s_trial_is_failed_uncounted_and_queued_again_and_a_live_o
     dead = worked_on(study, here, vacant_pid(), "12345")
     alive = worked_on(study, here, other_pid, liveness.process_start(other_pid))
 
-    recovered = TrialLedger(study, storage).recover(GRACE_S)
+    told = []
+
+    def on_recovered(trial: optuna.trial.FrozenTrial, reason: str) -> None:
+        # The hook comes last: the trial is failed and its params queued again, only its MLflow run is left open.
+        stored = study.get_trials()
+        queued = [
+            waiting.user_attrs.get(schema.RETRY_OF) for waiting in stored if waiting.state == TrialState.WAITING
+        ]
+        told.append((trial.number, reason, stored[trial.number].state, queued))
+
+    recovered = TrialLedger(study, storage, on_recovered=on_recovered).recover(GRACE_S)
     assert [(trial.number, reason.split(":")[0]) for trial, reason in recovered] == [(dead.number, "worker died")]
+    assert told == [(dead.number, recovered[0][1], TrialState.FAIL, [dead.number])]
     states = {trial.number: trial for trial in study.get_trials()}
     assert states[dead.number].state == TrialState.FAIL and schema.UNCOUNTED in states[dead.number].user_attrs
     assert states[alive.number].state == TrialState.RUNNING

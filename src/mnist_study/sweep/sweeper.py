@@ -108,11 +108,15 @@ class StudySweeper:
             log.info("constraints: %s (a trial that breaks one is infeasible, never the best)", bounds)
         tracking = OmegaConf.to_container(config.tracking, resolve=True)
         parent = ParentRun.open(study, created, tracking, settings.storage)
+        # Every change of a trial's state goes through the ledger; the loop below only decides when to make one.
+        closing = functools.partial(close_recovered, parent, settings.n_trials)
+        ledger = TrialLedger(study, storage, settings.n_trials, on_recovered=closing)
         if created:
-            enqueue_baseline(study, space, baseline_values(config, space))
-            known.enqueue_known(study, settings.enqueue)
+            enqueue_baseline(ledger, space, baseline_values(config, space))
+            for entry in settings.enqueue:
+                ledger.enqueue(entry)
             if settings.warm_start is not None:
-                copied, skipped = known.warm_start(study, settings.warm_start, space)
+                copied, skipped = known.warm_start(ledger, settings.warm_start, space)
                 source = settings.warm_start["study"]
                 log.info(
                     "warm start: %d COMPLETE trials of %s copied, %d outside this space left",
@@ -126,7 +130,7 @@ class StudySweeper:
         (Path(config.hydra.sweep.dir) / "multirun.yaml").write_text(redact(OmegaConf.to_yaml(config)))
         status = RunStatus.FAILED
         try:
-            _Loop(self, study, storage, space, parent, objectives).run()
+            _Loop(self, ledger, space, parent, objectives).run()
             status = RunStatus.FINISHED
         except KeyboardInterrupt:
             status = RunStatus.KILLED
@@ -152,22 +156,20 @@ class _Loop:
     def __init__(
         self,
         sweeper: StudySweeper,
-        study: optuna.Study,
-        storage: optuna.storages.BaseStorage,
+        ledger: TrialLedger,
         space: SearchSpace,
         parent: ParentRun,
         objectives: list[str],
     ) -> None:
         self.sweeper = sweeper
         self.settings = sweeper.settings
-        self.study = study
-        self.storage = storage
+        self.ledger = ledger
+        self.study = ledger.study
+        self.storage = ledger.storage
         self.space = space
         self.parent = parent
         self.objectives = objectives
         self.durations: list[float] = []
-        # Every change of a trial's state goes through the ledger; this loop only decides when to make one.
-        self.ledger = TrialLedger(study, storage, sweeper.settings.n_trials)
 
     def run(self) -> None:
         n_trials = self.settings.n_trials
@@ -213,13 +215,10 @@ class _Loop:
         return retrying(call, self.settings.store_retry_s, f"the Optuna storage {self.settings.storage}")
 
     def _recover_orphans(self) -> None:
-        """Fail dead workers' trials (uncounted), queue their params again and close their MLflow runs KILLED;
-        then close any run a dead worker left RUNNING under the study's parent whose trial is no longer running."""
-        grace = self.settings.heartbeat_grace_s
-        for trial, reason in self.ledger.recover(grace):
-            self.parent.close_orphan(trial.user_attrs.get(schema.MLFLOW_RUN_ATTR))
-            n_trials = self.settings.n_trials
-            log.info("trial %d/%d FAIL %s (uncounted; its params queued again)", trial.number, n_trials, reason)
+        """Recover dead workers' trials (the ledger fails them uncounted, queues their params again and, through
+        `close_recovered`, closes their MLflow runs KILLED); then close any run a dead worker left RUNNING under
+        the study's parent whose trial is no longer running."""
+        self.ledger.recover(self.settings.heartbeat_grace_s)
         self.parent.close_strays(self.study)
 
     def _run_trial(self, trial: optuna.Trial) -> None:
@@ -359,10 +358,10 @@ def baseline_values(config: DictConfig, space: SearchSpace) -> dict[str, Any]:
     return values
 
 
-def enqueue_baseline(study: optuna.Study, space: SearchSpace, baseline: Mapping[str, Any]) -> bool:
+def enqueue_baseline(ledger: TrialLedger, space: SearchSpace, baseline: Mapping[str, Any]) -> bool:
     """Queue the configured baseline as the study's first trial when the space contains it; else say why not."""
     if space.contains(baseline):
-        study.enqueue_trial(dict(baseline), user_attrs={schema.BASELINE_ATTR: True})
+        ledger.enqueue(baseline, baseline=True)
         return True
     outside = [
         f"{key}={format_value(baseline.get(key))}"
@@ -371,6 +370,13 @@ def enqueue_baseline(study: optuna.Study, space: SearchSpace, baseline: Mapping[
     ]
     log.info("baseline not enqueued as trial 0: outside the search space (%s)", ", ".join(outside))
     return False
+
+
+def close_recovered(parent: ParentRun, n_trials: int, trial: FrozenTrial, reason: str) -> None:
+    """The ledger's `on_recovered` hook: close the MLflow run of a trial recovered from a dead worker (KILLED; the
+    worker could not close it) and say that the trial failed uncounted."""
+    parent.close_orphan(trial.user_attrs.get(schema.MLFLOW_RUN_ATTR))
+    log.info("trial %d/%d FAIL %s (uncounted; its params queued again)", trial.number, n_trials, reason)
 
 
 def fixed_lines(space: SearchSpace) -> list[str]:
