@@ -57,11 +57,17 @@ def made_up_value(params: dict[str, Any]) -> float:
     return 0.95 + 0.0001 * params["train.epochs"] - abs(params.get("model.dropout", 0) - 0.2) * 0.01
 
 
+def new_ledger(folder: Path, name: str, n_trials: int) -> TrialLedger:
+    """A new study on a SQLite storage, and its ledger with a budget of `n_trials`."""
+    storage = open_storage(f"sqlite:///{folder}/optuna.db")
+    study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+    return TrialLedger(study, storage, n_trials=n_trials)
+
+
 def test_the_ledger_draws_the_default_study_as_the_sweeper_drew_it_before(tmp_path: Path) -> None:
     space, sampler = default_space()
-    storage = open_storage(f"sqlite:///{tmp_path}/optuna.db")
-    study = optuna.create_study(study_name="mnist-mlp", storage=storage, direction="maximize")
-    ledger = TrialLedger(study, storage, n_trials=24)
+    ledger = new_ledger(tmp_path, "mnist-mlp", n_trials=24)
+    study = ledger.study
     enqueue_baseline(ledger, space, BASELINE)
     study.sampler = make_sampler(sampler)
     drawn = []
@@ -75,9 +81,8 @@ def test_the_ledger_draws_the_default_study_as_the_sweeper_drew_it_before(tmp_pa
 
 def test_a_trial_given_back_is_uncounted_and_runs_again_with_the_same_params(tmp_path: Path) -> None:
     space, _ = default_space()
-    storage = open_storage(f"sqlite:///{tmp_path}/optuna.db")
-    study = optuna.create_study(study_name="given-back", storage=storage, direction="maximize")
-    ledger = TrialLedger(study, storage, n_trials=1)
+    ledger = new_ledger(tmp_path, "given-back", n_trials=1)
+    study = ledger.study
     first = ledger.ask(space)
     assert not ledger.is_surplus(first) and ledger.is_full()
     ledger.give_back(first, "interrupted", requeue=True)
@@ -94,9 +99,8 @@ def test_a_trial_given_back_is_uncounted_and_runs_again_with_the_same_params(tmp
 
 def test_known_configurations_run_first_marked_and_a_warm_start_copy_never_counts(tmp_path: Path) -> None:
     space, _ = default_space()
-    storage = open_storage(f"sqlite:///{tmp_path}/optuna.db")
-    study = optuna.create_study(study_name="known", storage=storage, direction="maximize")
-    ledger = TrialLedger(study, storage, n_trials=2)
+    ledger = new_ledger(tmp_path, "known", n_trials=2)
+    study = ledger.study
     by_hand = {**BASELINE, "model.units": 1024}
     ledger.enqueue(BASELINE, baseline=True)
     ledger.enqueue(by_hand)
