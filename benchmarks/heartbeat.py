@@ -23,8 +23,8 @@ import optuna
 from common import compose_configs, median, print_table
 
 from mnist_study.sweep.liveness import Heartbeat
+from mnist_study.sweep.schema import trial_id
 from mnist_study.sweep.storage import open_storage
-from mnist_study.sweep.trials import trial_id
 from mnist_study.train import train
 
 

@@ -40,8 +40,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import optuna  # noqa: E402
 
+from mnist_study.sweep.schema import is_counted  # noqa: E402
 from mnist_study.sweep.storage import open_storage  # noqa: E402
-from mnist_study.sweep.trials import is_counted  # noqa: E402
 from servers import free_port  # noqa: E402
 
 SERVICES_SCRIPT = ROOT / "scripts" / "services.sh"

@@ -18,8 +18,8 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from mnist_study.paths import study_storage, tracking_uri
+from mnist_study.sweep.schema import BASELINE_ATTR, MLFLOW_RUN_ATTR, state_counts_text, trial_values
 from mnist_study.sweep.storage import open_storage
-from mnist_study.sweep.trials import BASELINE_ATTR, MLFLOW_RUN_ATTR, trial_values
 
 COLUMNS = (
     "model.units",
@@ -40,8 +40,7 @@ def main() -> None:
     study = optuna.load_study(study_name=args.study, storage=open_storage(args.storage))
     client = MlflowClient(args.tracking_uri)
     trials = study.get_trials(deepcopy=False)
-    counts = {state.name: sum(1 for t in trials if t.state == state) for state in TrialState}
-    print(", ".join(f"{count} {name}" for name, count in counts.items() if count))
+    print(state_counts_text(trials))
     print("| trial | units | optimizer | lr | dropout | epochs | batch | val_accuracy | test_accuracy | seconds |")
     print("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     complete = [t for t in trials if t.state == TrialState.COMPLETE]

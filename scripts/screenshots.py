@@ -25,7 +25,7 @@ sys.path.insert(0, str(PROJECT_ROOT / "tests"))
 import browser  # noqa: E402  (after the paths above)
 from mnist_study import launch, ui_link  # noqa: E402
 from mnist_study.paths import study_storage, tracking_uri  # noqa: E402
-from mnist_study.sweep.trials import BASELINE_ATTR, MLFLOW_RUN_ATTR  # noqa: E402
+from mnist_study.sweep.schema import BASELINE_ATTR, MLFLOW_RUN_ATTR  # noqa: E402
 from servers import free_port, serve  # noqa: E402
 
 # Wide enough for two runs side by side, tall enough that MLflow's inner scroll area needs no scrolling.

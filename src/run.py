@@ -15,11 +15,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-import mnist_study.paths  # noqa: F401  (registers the ${project_root:} resolver)
 from mnist_study.checks import ConfigError, validate
 
+# Importing paths registers the ${project_root:} resolver that the configs use.
+from mnist_study.paths import group_options
+
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
-CONF = Path(__file__).resolve().parents[1] / "conf"
 # Exit status of a process ended by Ctrl-C, as shells report it (128 + SIGINT).
 INTERRUPTED = 130
 # Hydra flags whose next argument is a value, not an override or an experiment name.
@@ -67,17 +68,10 @@ def check_group_options(argv: list[str]) -> None:
         key, sep, value = arg.partition("=")
         group = key.lstrip("+")
         # Sweeps (`choice(...)`, `a,b`) are checked by the sweeper, which names the option at fault.
-        if (
-            not sep
-            or "/" in group
-            or not (CONF / group).is_dir()
-            or "(" in value
-            or "," in value
-            or value == "null"
-        ):
+        if not sep or "/" in group or "(" in value or "," in value or value == "null":
             continue
-        options = sorted(path.stem for path in (CONF / group).glob("*.yaml"))
-        if value not in options:
+        options = group_options(group)
+        if options is not None and value not in options:
             sys.exit(f"error: {arg}: {group}={value!r} is not an option; one of {', '.join(options)}")
 
 

@@ -16,8 +16,8 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
 from conftest import PROJECT_ROOT, RUN_PY, Services
+from mnist_study.sweep.schema import FAIL_REASON, MLFLOW_RUN_ATTR, PARENT_RUN_ATTR, PID, is_counted
 from mnist_study.sweep.storage import open_storage
-from mnist_study.sweep.trials import FAIL_REASON, MLFLOW_RUN_ATTR, PARENT_RUN_ATTR, PID, is_counted
 
 EXPERIMENT = "scaling"
 # Tiny and fixed, so that three TensorFlow processes sharing two cores finish in about a minute per study.

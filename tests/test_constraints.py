@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from mnist_study.report.selection import top_trials
 from mnist_study.sweep.constraints import Constraint, describe, is_feasible, judge
 from mnist_study.sweep.parent_run import trials_csv
-from mnist_study.sweep.trials import BASELINE_ATTR
+from mnist_study.sweep.schema import BASELINE_ATTR
 
 BUDGET = (Constraint("n_params", "<=", 500_000.0), Constraint("fit_seconds", "<=", 60.0))
 # (validation accuracy, n_params, fit_seconds, state) per trial; trial 0 is the baseline.

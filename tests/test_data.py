@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from mnist_study import data
+from mnist_study.checks import ConfigError, check_data
 
 
 @pytest.fixture(scope="module")
@@ -124,8 +126,13 @@ def test_fit_on_test_is_the_tutorials_protocol(mnist: tuple) -> None:
     ],
 )
 def test_bad_split_settings_name_the_key(kwargs: dict, key: str) -> None:
-    with pytest.raises(ValueError, match=key):
+    with pytest.raises(ConfigError, match=key) as from_split:
         data.make_split(**kwargs)
+    # One rule: the split refuses a value in the very words the config check (`checks.check_data`) uses.
+    split = {"val_size": 5000, "train_subset": None, "fit_on": "train", **kwargs}
+    with pytest.raises(ConfigError) as from_check:
+        check_data(OmegaConf.create({"data": split}))
+    assert str(from_split.value) == str(from_check.value)
 
 
 def test_split_arrays_are_read_only() -> None:

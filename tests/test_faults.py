@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
 from conftest import PROJECT_ROOT, RUN_PY, Services, run_cli, store_overrides
-from mnist_study.sweep.trials import MLFLOW_RUN_ATTR
+from mnist_study.sweep.schema import MLFLOW_RUN_ATTR
 
 STUDY = "faults"
 SMALL = [

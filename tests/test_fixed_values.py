@@ -18,9 +18,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from conftest import PROJECT_ROOT, run_cli, small_config, store_overrides
+from mnist_study.sweep.ledger import TrialLedger
+from mnist_study.sweep.schema import fixed_attrs
 from mnist_study.sweep.space import SearchSpace, check_space, parse_space
 from mnist_study.sweep.sweeper import baseline_values, enqueue_baseline, fixed_lines
-from mnist_study.sweep.trials import fixed_attrs
 
 GROUPS = {"optimizer": ["adam", "adamw", "nadam", "rmsprop", "sgd"], "model": ["mlp"], "data": ["mnist"]}
 
@@ -116,10 +117,11 @@ def test_a_fixed_value_outside_the_branch_s_range_runs_as_asked_and_the_sweep_sa
         assert recorded["fixed.optimizer.learning_rate"] == "1e12"
     assert fixed_lines(space) == ["fixed in every trial: optimizer=sgd optimizer.learning_rate=1e12"]
     # The explanation agrees with what runs: the rate is not a sampled parameter the baseline could fall outside.
-    study = optuna.create_study(direction="maximize")
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, direction="maximize")
     config = sweep_config(*arguments)
     with caplog.at_level("INFO", logger="mnist_study.sweep"):
-        enqueued = enqueue_baseline(study, space, baseline_values(config, space))
+        enqueued = enqueue_baseline(TrialLedger(study, storage), space, baseline_values(config, space))
     assert "learning_rate" not in caplog.text
     assert enqueued and "optimizer.learning_rate" not in study.get_trials()[0].params
 

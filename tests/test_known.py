@@ -10,14 +10,14 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import run_cli, store_overrides
-from mnist_study.sweep.storage import open_storage
-from mnist_study.sweep.trials import (
+from mnist_study.sweep.schema import (
     BASELINE_ATTR,
     ENQUEUED_ATTR,
     MLFLOW_RUN_ATTR,
     WARM_START_ATTR,
     count_verdicts,
 )
+from mnist_study.sweep.storage import open_storage
 
 pytestmark = pytest.mark.slow
 

@@ -19,10 +19,17 @@ from optuna.trial import TrialState
 from conftest import PROJECT_ROOT
 from mnist_study.sweep.ledger import TrialLedger
 from mnist_study.sweep.sampling import make_sampler
+from mnist_study.sweep.schema import (
+    BASELINE_ATTR,
+    ENQUEUED_ATTR,
+    RETRY_OF,
+    UNCOUNTED,
+    WARM_START_ATTR,
+    is_counted,
+)
 from mnist_study.sweep.space import SearchSpace, parse_space
 from mnist_study.sweep.storage import open_storage
 from mnist_study.sweep.sweeper import enqueue_baseline
-from mnist_study.sweep.trials import RETRY_OF, UNCOUNTED, is_counted
 
 DRAWS = Path(__file__).parent / "default_study_draws.json"
 BASELINE = {
@@ -50,13 +57,19 @@ def made_up_value(params: dict[str, Any]) -> float:
     return 0.95 + 0.0001 * params["train.epochs"] - abs(params.get("model.dropout", 0) - 0.2) * 0.01
 
 
+def new_ledger(folder: Path, name: str, n_trials: int) -> TrialLedger:
+    """A new study on a SQLite storage, and its ledger with a budget of `n_trials`."""
+    storage = open_storage(f"sqlite:///{folder}/optuna.db")
+    study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+    return TrialLedger(study, storage, n_trials=n_trials)
+
+
 def test_the_ledger_draws_the_default_study_as_the_sweeper_drew_it_before(tmp_path: Path) -> None:
     space, sampler = default_space()
-    storage = open_storage(f"sqlite:///{tmp_path}/optuna.db")
-    study = optuna.create_study(study_name="mnist-mlp", storage=storage, direction="maximize")
-    enqueue_baseline(study, space, BASELINE)
+    ledger = new_ledger(tmp_path, "mnist-mlp", n_trials=24)
+    study = ledger.study
+    enqueue_baseline(ledger, space, BASELINE)
     study.sampler = make_sampler(sampler)
-    ledger = TrialLedger(study, storage, n_trials=24)
     drawn = []
     for _ in range(24):
         trial = ledger.ask(space)
@@ -68,9 +81,8 @@ def test_the_ledger_draws_the_default_study_as_the_sweeper_drew_it_before(tmp_pa
 
 def test_a_trial_given_back_is_uncounted_and_runs_again_with_the_same_params(tmp_path: Path) -> None:
     space, _ = default_space()
-    storage = open_storage(f"sqlite:///{tmp_path}/optuna.db")
-    study = optuna.create_study(study_name="given-back", storage=storage, direction="maximize")
-    ledger = TrialLedger(study, storage, n_trials=1)
+    ledger = new_ledger(tmp_path, "given-back", n_trials=1)
+    study = ledger.study
     first = ledger.ask(space)
     assert not ledger.is_surplus(first) and ledger.is_full()
     ledger.give_back(first, "interrupted", requeue=True)
@@ -83,3 +95,26 @@ def test_a_trial_given_back_is_uncounted_and_runs_again_with_the_same_params(tmp
     # A second asked trial ranks beyond a budget of one while the first may still count.
     surplus = ledger.ask(space)
     assert ledger.is_surplus(surplus)
+
+
+def test_known_configurations_run_first_marked_and_a_warm_start_copy_never_counts(tmp_path: Path) -> None:
+    space, _ = default_space()
+    ledger = new_ledger(tmp_path, "known", n_trials=2)
+    study = ledger.study
+    by_hand = {**BASELINE, "model.units": 1024}
+    ledger.enqueue(BASELINE, baseline=True)
+    ledger.enqueue(by_hand)
+    earlier = optuna.create_study(direction="maximize")
+    earlier.enqueue_trial({**BASELINE, "model.units": 2048})
+    earlier.optimize(lambda trial: (space.sample(trial), 0.97)[1], n_trials=1)
+    (finished,) = earlier.get_trials()
+    ledger.add_copy(finished, space.distributions_for(finished.params), "elsewhere#earlier")
+
+    copy = study.get_trials()[-1]
+    assert copy.state == TrialState.COMPLETE and copy.value == 0.97 and copy.params == finished.params
+    assert copy.user_attrs == {WARM_START_ATTR: "elsewhere#earlier/0"} and not is_counted(copy)
+    assert ledger.count() == 0 and not ledger.is_full()
+    first, second = ledger.ask(space), ledger.ask(space)
+    assert (first.params, second.params) == (BASELINE, by_hand)
+    marks = [study.get_trials()[trial.number].user_attrs for trial in (first, second)]
+    assert marks == [{BASELINE_ATTR: True}, {ENQUEUED_ATTR: True}]

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from conftest import vacant_pid
 from mnist_study.checks import ConfigError
-from mnist_study.sweep import liveness, trials
+from mnist_study.sweep import liveness, schema
 from mnist_study.sweep.ledger import TrialLedger
 from mnist_study.sweep.storage import open_storage, real_url, shareable
 from mnist_study.sweep.stores import retrying
@@ -43,7 +43,7 @@ def open_heartbeat_storage(url: str) -> optuna.storages.BaseStorage:
 def worked_on(study: optuna.Study, host: str, pid: int, started: str | None) -> optuna.Trial:
     """A new RUNNING trial, recorded as worked on by process `pid` (started at `started`) on `host`."""
     trial = study.ask(SPACE)
-    for key, value in {trials.HOST: host, trials.PID: pid, trials.PROCESS_START: started}.items():
+    for key, value in {schema.HOST: host, schema.PID: pid, schema.PROCESS_START: started}.items():
         trial.set_user_attr(key, value)
     return trial
 
@@ -57,14 +57,25 @@ def test_a_dead_worker_s_trial_is_failed_uncounted_and_queued_again_and_a_live_o
     dead = worked_on(study, here, vacant_pid(), "12345")
     alive = worked_on(study, here, other_pid, liveness.process_start(other_pid))
 
-    recovered = TrialLedger(study, storage).recover(GRACE_S)
+    told = []
+
+    def on_recovered(trial: optuna.trial.FrozenTrial, reason: str) -> None:
+        # The hook comes last: the trial is failed and its params queued again, only its MLflow run is left open.
+        stored = study.get_trials()
+        queued = [
+            waiting.user_attrs.get(schema.RETRY_OF) for waiting in stored if waiting.state == TrialState.WAITING
+        ]
+        told.append((trial.number, reason, stored[trial.number].state, queued))
+
+    recovered = TrialLedger(study, storage, on_recovered=on_recovered).recover(GRACE_S)
     assert [(trial.number, reason.split(":")[0]) for trial, reason in recovered] == [(dead.number, "worker died")]
+    assert told == [(dead.number, recovered[0][1], TrialState.FAIL, [dead.number])]
     states = {trial.number: trial for trial in study.get_trials()}
-    assert states[dead.number].state == TrialState.FAIL and trials.UNCOUNTED in states[dead.number].user_attrs
+    assert states[dead.number].state == TrialState.FAIL and schema.UNCOUNTED in states[dead.number].user_attrs
     assert states[alive.number].state == TrialState.RUNNING
-    assert trials.count_verdicts(states.values()) == 0
+    assert schema.count_verdicts(states.values()) == 0
     retry = study.ask(SPACE)
-    assert retry.params == dead.params and retry.user_attrs[trials.RETRY_OF] == dead.number
+    assert retry.params == dead.params and retry.user_attrs[schema.RETRY_OF] == dead.number
     # A second worker arriving later finds nothing left to recover.
     assert TrialLedger(study, storage).recover(GRACE_S) == []
 
@@ -91,10 +102,10 @@ def test_another_host_s_trial_lives_while_it_beats_however_long_and_dies_a_grace
     storage = open_heartbeat_storage(storage_url)
     study = optuna.create_study(storage=storage, direction="maximize")
     trial = study.ask(SPACE)
-    identifier = trials.trial_id(storage, study.study_name, trial.number)
+    identifier = schema.trial_id(storage, study.study_name, trial.number)
     with liveness.Heartbeat(storage, identifier, INTERVAL_S):
-        trial.set_user_attr(trials.HOST, "elsewhere")
-        trial.set_user_attr(trials.PID, 1)
+        trial.set_user_attr(schema.HOST, "elsewhere")
+        trial.set_user_attr(schema.PID, 1)
         deadline = time.monotonic() + 2 * GRACE_S
         while time.monotonic() < deadline:
             assert TrialLedger(study, storage).recover(GRACE_S) == []

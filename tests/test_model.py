@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import get_class
+from omegaconf import OmegaConf
 
 from mnist_study import model
+from mnist_study.checks import ConfigError, check_model
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -44,10 +46,23 @@ def test_every_optimizer_file_builds_its_target_with_its_arguments(name: str) ->
             assert optimizer.get_config()[key] == pytest.approx(value), key
 
 
-@pytest.mark.parametrize(("units", "dropout", "key"), [(0, 0.0, "model.units"), (16, 1.0, "model.dropout")])
-def test_bad_model_settings_name_the_key(units: int, dropout: float, key: str) -> None:
-    with pytest.raises(ValueError, match=key):
-        model.build_model(units, dropout=dropout)
+@pytest.mark.parametrize(
+    ("settings", "key"),
+    [
+        ({"units": 0}, "model.units"),
+        ({"units": 16, "dropout": 1.0}, "model.dropout"),
+        ({"units": 16, "layers": 4}, "model.layers"),
+        ({"units": 16, "layers": 2, "units_2": 0}, "model.units_2"),
+        ({"units": 16, "max_norm": -1}, "model.max_norm"),
+    ],
+)
+def test_bad_model_settings_name_the_key(settings: dict, key: str) -> None:
+    with pytest.raises(ConfigError, match=key) as from_model:
+        model.build_model(**settings)
+    # One rule: the network refuses a value in the very words the config check (`checks.check_model`) uses.
+    with pytest.raises(ConfigError) as from_check:
+        check_model(OmegaConf.create({"model": {"activation": "relu", **settings}}))
+    assert str(from_model.value) == str(from_check.value)
 
 
 # The tutorial's family: one hidden layer, and three with input dropout and max-norm (a frontier champion's shape).

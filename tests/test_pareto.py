@@ -16,8 +16,8 @@ from optuna.trial import TrialState, create_trial
 from conftest import run_cli, store_overrides
 from mnist_study.metrics import direction_for
 from mnist_study.report.selection import top_trials
+from mnist_study.sweep.schema import BASELINE_ATTR, MLFLOW_RUN_ATTR
 from mnist_study.sweep.storage import open_storage
-from mnist_study.sweep.trials import BASELINE_ATTR, MLFLOW_RUN_ATTR
 
 SMALL = ["data.train_subset=1000", "train.epochs=int(interval(1, 2))", "hydra.sweeper.n_trials=6"]
 

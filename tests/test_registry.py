@@ -18,7 +18,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from conftest import PROJECT_ROOT
 from mnist_study.data import load_mnist
-from mnist_study.sweep.trials import BASELINE_ATTR
+from mnist_study.sweep.schema import BASELINE_ATTR
 from test_report_cli import report_cli
 
 pytestmark = pytest.mark.slow

@@ -28,8 +28,8 @@ from optuna.trial import TrialState
 
 from conftest import PROJECT_ROOT, Services
 from kill_points import KILL_POINTS, killed_at
+from mnist_study.sweep.schema import FAIL_REASON, HOST, MLFLOW_RUN_ATTR, RETRY_OF, UNCOUNTED, is_counted
 from mnist_study.sweep.storage import open_storage
-from mnist_study.sweep.trials import FAIL_REASON, HOST, MLFLOW_RUN_ATTR, RETRY_OF, UNCOUNTED, is_counted
 from study_workers import (
     assert_converged,
     assert_study_complete,

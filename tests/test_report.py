@@ -18,7 +18,7 @@ from mnist_study.report import content, document, figures, refit, results, selec
 from mnist_study.report.registry import Registered
 from mnist_study.report.rerun import compare
 from mnist_study.report.sequential import BETTER, NOT_DISTINGUISHABLE, Design, Outcome
-from mnist_study.sweep.trials import MLFLOW_RUN_ATTR
+from mnist_study.sweep.schema import MLFLOW_RUN_ATTR, WARM_START_ATTR
 
 DISTRIBUTIONS = {
     "model.units": IntDistribution(32, 4096, log=True),
@@ -76,6 +76,17 @@ def test_top_trials_rank_by_the_objective_never_by_test(study: optuna.Study) -> 
     assert [trial.number for trial in selection.top_trials(study, 2)] == [2, 3]
     # Even asked for every trial, the pruned one is left out and the baseline is not a variant.
     assert [trial.number for trial in selection.top_trials(study, 10)] == [2, 3, 1]
+
+
+def test_a_trial_copied_by_a_warm_start_is_never_a_variant() -> None:
+    # The copy ranks first, but it does not count in this study (the schema's rule) and has no run here.
+    study = optuna.create_study(direction="maximize")
+    for units, value, attrs in ((64, 0.99, {WARM_START_ATTR: "earlier.db#earlier/3"}), (128, 0.98, {})):
+        distributions = {"model.units": DISTRIBUTIONS["model.units"]}
+        study.add_trial(
+            create_trial(params={"model.units": units}, distributions=distributions, value=value, user_attrs=attrs)
+        )
+    assert [trial.number for trial in selection.top_trials(study, 2)] == [1]
 
 
 def test_candidates_are_replica_baseline_then_variants_as_overrides(study: optuna.Study) -> None:

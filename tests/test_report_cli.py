@@ -15,7 +15,7 @@ from conftest import PROJECT_ROOT, SmokeStudy
 from mnist_study.data import ARRAY_SHA256
 from mnist_study.report.rerun import logged_metrics, rerun_here
 from mnist_study.report.selection import top_trials
-from mnist_study.sweep.trials import MLFLOW_RUN_ATTR
+from mnist_study.sweep.schema import MLFLOW_RUN_ATTR
 from test_report import assert_self_contained
 
 pytestmark = pytest.mark.slow  # Every test starts `python src/report.py`.

@@ -18,12 +18,11 @@ import pytest
 from optuna.trial import TrialState
 
 import mnist_study.sweep.parent_run as parent_run
-import mnist_study.sweep.trials as trials_module
+import mnist_study.sweep.schema as schema_module
 from conftest import Services
 from mnist_study.sweep import liveness
 from mnist_study.sweep.ledger import TrialLedger
-from mnist_study.sweep.storage import open_storage
-from mnist_study.sweep.trials import (
+from mnist_study.sweep.schema import (
     MLFLOW_RUN_ATTR,
     PARENT_RUN_ATTR,
     PID,
@@ -31,6 +30,7 @@ from mnist_study.sweep.trials import (
     UNCOUNTED,
     is_counted,
 )
+from mnist_study.sweep.storage import open_storage
 from study_workers import (
     EXPERIMENT,
     assert_study_complete,
@@ -153,14 +153,14 @@ def test_a_worker_that_loses_the_race_to_recover_an_orphan_carries_on(
     trial = study.ask()
     gone = subprocess.Popen(["true"])
     gone.wait()
-    trial.set_user_attr(trials_module.HOST, liveness.this_host())
+    trial.set_user_attr(schema_module.HOST, liveness.this_host())
     trial.set_user_attr(PID, gone.pid)
-    real_trial_id = trials_module.trial_id
+    real_trial_id = schema_module.trial_id
 
     def other_worker_wins(storage_: optuna.storages.BaseStorage, name: str, number: int) -> int:
         optuna.load_study(study_name=name, storage=storage_).tell(number, state=TrialState.FAIL)
         return real_trial_id(storage_, name, number)
 
-    monkeypatch.setattr(trials_module, "trial_id", other_worker_wins)
+    monkeypatch.setattr(schema_module, "trial_id", other_worker_wins)
     assert TrialLedger(study, storage).recover(grace_s=3600) == []
     assert [t.state for t in study.get_trials()] == [TrialState.FAIL]

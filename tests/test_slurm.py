@@ -22,8 +22,8 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState
 
 from conftest import PROJECT_ROOT, Services, require_system
+from mnist_study.sweep.schema import MLFLOW_RUN_ATTR, PID, RETRY_OF, UNCOUNTED, is_counted
 from mnist_study.sweep.storage import open_storage
-from mnist_study.sweep.trials import MLFLOW_RUN_ATTR, PID, RETRY_OF, UNCOUNTED, is_counted
 from servers import free_port
 from study_workers import EXPERIMENT, FAST, assert_converged, assert_study_complete
 

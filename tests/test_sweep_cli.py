@@ -14,8 +14,8 @@ from optuna.trial import TrialState
 
 from conftest import PROJECT_ROOT, RUN_PY, run_cli, store_overrides
 from mnist_study.serving import MODEL_ID_TAG
+from mnist_study.sweep.schema import MLFLOW_RUN_ATTR
 from mnist_study.sweep.storage import open_storage
-from mnist_study.sweep.trials import MLFLOW_RUN_ATTR
 
 pytestmark = pytest.mark.slow  # Every test starts `python src/run.py`.
 

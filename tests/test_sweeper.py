@@ -11,14 +11,20 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, TEMPORARILY_UNAVAILABLE
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
+from sqlalchemy.exc import OperationalError
 
 from conftest import PROJECT_ROOT
 from mnist_study.metrics import direction_for
+from mnist_study.sweep.ledger import TrialLedger
 from mnist_study.sweep.sampling import TrialSeededSampler, trial_seed
+from mnist_study.sweep.schema import BASELINE_ATTR
 from mnist_study.sweep.space import format_value, in_distribution, parse_space
+from mnist_study.sweep.stores import job_exception, job_store_error
 from mnist_study.sweep.sweeper import baseline_values, enqueue_baseline, format_duration, quote, verdict
 
 
@@ -135,20 +141,26 @@ def test_an_objective_of_unknown_direction_is_an_error() -> None:
         direction_for("f1_score")
 
 
+def in_memory_ledger() -> TrialLedger:
+    storage = optuna.storages.InMemoryStorage()
+    return TrialLedger(optuna.create_study(storage=storage, direction="maximize"), storage)
+
+
 def test_baseline_is_enqueued_as_trial_0_when_inside_the_space() -> None:
-    study = optuna.create_study(direction="maximize")
-    space = parse_space(SWEEP_PARAMS, [])
-    assert enqueue_baseline(study, space, BASELINE)
-    trial = study.ask(space.distributions)
+    ledger, space = in_memory_ledger(), parse_space(SWEEP_PARAMS, [])
+    assert enqueue_baseline(ledger, space, BASELINE)
+    trial = ledger.study.ask(space.distributions)
     assert trial.number == 0
     assert trial.params == BASELINE
+    assert ledger.study.get_trials()[0].user_attrs == {BASELINE_ATTR: True}
 
 
 def test_baseline_outside_the_space_is_not_enqueued_and_says_why(caplog: pytest.LogCaptureFixture) -> None:
-    study = optuna.create_study(direction="maximize")
+    ledger = in_memory_ledger()
+    study = ledger.study
     space = parse_space(SWEEP_PARAMS, ["model.units=choice(64,96)"])
     with caplog.at_level("INFO", logger="mnist_study.sweep"):
-        assert not enqueue_baseline(study, space, BASELINE)
+        assert not enqueue_baseline(ledger, space, BASELINE)
     assert study.get_trials() == []
     said = [record.getMessage() for record in caplog.records if record.name.startswith("mnist_study.sweep")]
     assert said == ["baseline not enqueued as trial 0: outside the search space (model.units=512)"]
@@ -179,6 +191,25 @@ def test_verdict_of_a_job(status: JobStatus, value: object, state: TrialState, r
     told_state, told_value, told_reason = verdict(job_return(status, value))
     assert (told_state, told_reason) == (state, reason)
     assert told_value == (value if state == TrialState.COMPLETE else None)
+
+
+@pytest.mark.parametrize(
+    ("status", "value", "store_failure"),
+    [
+        (JobStatus.COMPLETED, 0.98, False),
+        (JobStatus.FAILED, MlflowException("database is locked", TEMPORARILY_UNAVAILABLE), True),
+        (JobStatus.FAILED, MlflowException("no such run", RESOURCE_DOES_NOT_EXIST), False),
+        (JobStatus.FAILED, OperationalError("SELECT 1", {}, ConnectionRefusedError()), True),
+        (JobStatus.FAILED, optuna.TrialPruned("pruned at epoch 2"), False),
+        (JobStatus.FAILED, FloatingPointError("loss became nan"), False),
+    ],
+)
+def test_a_failing_store_is_told_apart_from_a_failing_trial(
+    status: JobStatus, value: object, store_failure: bool
+) -> None:
+    result = job_return(status, value)
+    assert job_exception(result) is (None if status == JobStatus.COMPLETED else value)
+    assert job_store_error(result) is (value if store_failure else None)
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import pytest
 from optuna.distributions import IntDistribution
 from optuna.trial import TrialState
 
-from mnist_study.sweep import trials as sweep_trials
+from mnist_study.sweep import schema
 from mnist_study.sweep.storage import open_storage
 from mnist_study.sweep.sweeper import open_study
 
@@ -62,12 +62,17 @@ def test_verdicts_count_complete_pruned_and_own_failures_only(storage_url: str) 
     for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.FAIL):
         trial = study.ask(SPACE)
         if len(study.get_trials()) == 4:
-            trial.set_user_attr(sweep_trials.UNCOUNTED, "worker died")
+            trial.set_user_attr(schema.UNCOUNTED, "worker died")
         study.tell(trial, 0.5 if state == TrialState.COMPLETE else None, state=state)
     study.ask(SPACE)  # Running: not a verdict yet.
     trials = study.get_trials()
-    assert sweep_trials.count_verdicts(trials) == 3
-    assert sweep_trials.count_running(trials) == 1
+    assert schema.count_verdicts(trials) == 3
+    assert schema.count_running(trials) == 1
+    # Per state every trial is said, counted or not, in Optuna's order of the states; empty states left out.
+    expected = {TrialState.RUNNING: 1, TrialState.COMPLETE: 1, TrialState.PRUNED: 1, TrialState.FAIL: 2}
+    assert schema.state_counts(trials) == expected
+    assert list(schema.state_counts(trials)) == list(expected)
+    assert schema.state_counts_text(trials) == "1 RUNNING, 1 COMPLETE, 1 PRUNED, 2 FAIL"
 
 
 def test_the_later_of_two_racing_asks_for_the_last_slot_is_surplus(tmp_path: Path) -> None:
@@ -85,10 +90,10 @@ def test_the_later_of_two_racing_asks_for_the_last_slot_is_surplus(tmp_path: Pat
     first.tell(done, 1.0)
     mine, theirs = first.ask(SPACE), second.ask(SPACE)
     trials = first.get_trials()
-    assert sweep_trials.rank(trials, mine.number) == 1  # Below budget 2: runs.
-    assert sweep_trials.rank(trials, theirs.number) == 2  # Budget reached: never runs.
+    assert schema.rank(trials, mine.number) == 1  # Below budget 2: runs.
+    assert schema.rank(trials, theirs.number) == 2  # Budget reached: never runs.
     # Once the surplus trial is closed uncounted, it no longer holds a place.
-    theirs.set_user_attr(sweep_trials.UNCOUNTED, "surplus")
+    theirs.set_user_attr(schema.UNCOUNTED, "surplus")
     second.tell(theirs, state=TrialState.FAIL)
     later = first.ask(SPACE)
-    assert sweep_trials.rank(first.get_trials(), later.number) == 2
+    assert schema.rank(first.get_trials(), later.number) == 2

@@ -23,8 +23,8 @@ from optuna.trial import FrozenTrial, TrialState
 from conftest import run_cli, store_overrides
 from mnist_study.report.selection import top_trials
 from mnist_study.sweep.constraints import is_feasible
+from mnist_study.sweep.schema import MLFLOW_RUN_ATTR, count_verdicts
 from mnist_study.sweep.storage import open_storage
-from mnist_study.sweep.trials import MLFLOW_RUN_ATTR, count_verdicts
 
 pytestmark = pytest.mark.slow
 

@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_study.checks import ConfigError, validate
+from mnist_study.paths import config_groups, group_options
 from mnist_study.sweep.settings import SweepSettings, check_algorithms
 from mnist_study.sweep.space import check_space
 
@@ -158,3 +159,29 @@ def test_a_pruner_given_as_sampler_is_refused_by_its_class() -> None:
         ConfigError, match=r"sampler._target_='optuna.pruners.NopPruner': must be an optuna.samplers"
     ):
         check_algorithms(sweep_settings(sampler={"_target_": "optuna.pruners.NopPruner"}))
+
+
+def test_the_config_groups_are_the_ones_hydra_composes() -> None:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        composed = compose(config_name="config", return_hydra_config=True)
+    chosen = {group for group in composed.hydra.runtime.choices if not group.startswith("hydra/")}
+    assert set(config_groups()) == chosen
+    assert group_options("optimizer") == sorted(path.stem for path in (CONF / "optimizer").glob("*.yaml"))
+    assert group_options("no_such_group") is None
+
+
+@pytest.mark.parametrize(
+    ("argument", "refused"),
+    [("optimizer=adagrad", True), ("+schedule=linear", True), ("optimizer=adam", False), ("units=7", False)],
+)
+def test_a_command_line_option_is_checked_against_its_group(argument: str, refused: bool) -> None:
+    import run  # src/run.py: src/ is on the path, as the package is installed from it.
+
+    if not refused:
+        run.check_group_options([argument])
+        return
+    group, option = argument.lstrip("+").split("=")
+    with pytest.raises(SystemExit) as exited:
+        run.check_group_options([argument])
+    known = ", ".join(group_options(group) or [])
+    assert str(exited.value) == f"error: {argument}: {group}={option!r} is not an option; one of {known}"

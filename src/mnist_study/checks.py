@@ -19,7 +19,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mnist_study.metrics import COST_METRICS, HISTORY_METRICS, objective_names
-from mnist_study.paths import PROJECT_ROOT
+from mnist_study.paths import group_options, option_file
 from mnist_study.precision import PRECISIONS
 from mnist_study.secrets import redact
 
@@ -56,22 +56,35 @@ def require(condition: bool, key: str, value: Any, allowed: str) -> None:
 
 
 def check_model(cfg: DictConfig) -> None:
-    units, activation = cfg.model.units, cfg.model.activation
+    model = cfg.model
+    units, activation = model.units, model.activation
+    deeper = (model.get("units_2"), model.get("units_3"))
+    rates = (model.get("dropout", 0.0), model.get("input_dropout", 0.0))
+    check_network(units, model.get("layers", 1), *deeper, *rates, model.get("max_norm"))
+    require(activation in ACTIVATIONS, "model.activation", activation, f"one of {', '.join(ACTIVATIONS)}")
+
+
+def check_network(
+    units: Any,
+    layers: Any = 1,
+    units_2: Any = None,
+    units_3: Any = None,
+    dropout: Any = 0.0,
+    input_dropout: Any = 0.0,
+    max_norm: Any = None,
+) -> None:
+    """The network's shape and regularisation (`model.*`), the rules `check_model` and `model.build_model` both
+    apply: widths, depth, dropout rates and the max-norm bound."""
     require(is_int(units) and units > 0, "model.units", units, "a positive integer")
-    layers = cfg.model.get("layers", 1)
     allowed_layers = f"an integer in 1..{MAX_LAYERS} (hidden layers)"
     require(is_int(layers) and 1 <= layers <= MAX_LAYERS, "model.layers", layers, allowed_layers)
-    for position in range(2, MAX_LAYERS + 1):
-        width = cfg.model.get(f"units_{position}")
+    for position, width in enumerate((units_2, units_3), start=2):
         deeper = "a positive integer, or null for model.units"
         require(width is None or (is_int(width) and width > 0), f"model.units_{position}", width, deeper)
-    for key in ("dropout", "input_dropout"):
-        rate = cfg.model.get(key, 0.0)
+    for key, rate in (("dropout", dropout), ("input_dropout", input_dropout)):
         require(is_number(rate) and 0 <= rate < 1, f"model.{key}", rate, "a number in [0, 1)")
-    norm = cfg.model.get("max_norm")
-    bounded = norm is None or (is_number(norm) and norm >= 0)
-    require(bounded, "model.max_norm", norm, "a number >= 0 (0 or null: no bound)")
-    require(activation in ACTIVATIONS, "model.activation", activation, f"one of {', '.join(ACTIVATIONS)}")
+    bounded = max_norm is None or (is_number(max_norm) and max_norm >= 0)
+    require(bounded, "model.max_norm", max_norm, "a number >= 0 (0 or null: no bound)")
 
 
 def check_schedule(cfg: DictConfig) -> None:
@@ -93,8 +106,8 @@ def check_schedule(cfg: DictConfig) -> None:
 @functools.cache
 def optimizer_targets() -> dict[str, str]:
     """Each file of the optimizer group (conf/optimizer/<name>.yaml) by name, with the class it builds."""
-    folder = PROJECT_ROOT / "conf" / "optimizer"
-    return {path.stem: str(OmegaConf.load(path)["_target_"]) for path in sorted(folder.glob("*.yaml"))}
+    options = group_options("optimizer") or []
+    return {option: str(OmegaConf.load(option_file("optimizer", option))["_target_"]) for option in options}
 
 
 def check_optimizer(cfg: DictConfig) -> None:
@@ -132,13 +145,21 @@ def check_train(cfg: DictConfig) -> None:
     masks = cfg.train.dropout_masks
     require(masks in DROPOUT_MASKS, "train.dropout_masks", masks, " or ".join(DROPOUT_MASKS))
     require(cfg.train.verbose in (0, 1, 2, "auto"), "train.verbose", cfg.train.verbose, "0, 1, 2 or auto")
-    smoothing = cfg.train.get("label_smoothing", 0.0)
+    check_label_smoothing(cfg.train.get("label_smoothing", 0.0))
+
+
+def check_label_smoothing(smoothing: Any) -> None:
+    """`train.label_smoothing`, as `check_train` and the training loss (`losses.per_image_loss`) both check it."""
     allowed = "a number in [0, 1) (0: no smoothing)"
     require(is_number(smoothing) and 0 <= smoothing < 1, "train.label_smoothing", smoothing, allowed)
 
 
 def check_data(cfg: DictConfig) -> None:
-    val_size, subset, fit_on = cfg.data.val_size, cfg.data.train_subset, cfg.data.fit_on
+    check_split(cfg.data.val_size, cfg.data.train_subset, cfg.data.fit_on)
+
+
+def check_split(val_size: Any, subset: Any, fit_on: Any) -> None:
+    """The split of MNIST's training images (`data.*`), as `check_data` and `data.make_split` both check it."""
     require(
         is_int(val_size) and 0 <= val_size < TRAINING_IMAGES,
         "data.val_size",

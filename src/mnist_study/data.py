@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mnist_study.checks import check_split
 from mnist_study.paths import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
@@ -217,14 +218,9 @@ def make_split(
     the test images, which leaks them into training; it exists only as a named replica for comparison.
     Memoised, so trials in one process share the arrays.
     """
-    if fit_on not in ("train", "test"):
-        raise ValueError(f"data.fit_on={fit_on!r}: must be 'train' or 'test'")
+    check_split(val_size, train_subset, fit_on)
     (x_train, y_train), (x_test, y_test) = load_mnist(cache)
-    if not 0 <= val_size < len(x_train):
-        raise ValueError(f"data.val_size={val_size}: must be in 0..{len(x_train) - 1}")
     cut = len(x_train) - val_size
-    if train_subset is not None and not 0 < train_subset <= cut:
-        raise ValueError(f"data.train_subset={train_subset}: must be in 1..{cut} (60000 - data.val_size) or null")
     x_val, y_val = (_scale(x_train[cut:]), _labels(y_train[cut:])) if val_size else (None, None)
     x_test_scaled, y_test_labels = _scale(x_test), _labels(y_test)
     if fit_on == "test":

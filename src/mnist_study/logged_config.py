@@ -13,7 +13,7 @@ from typing import Any
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mnist_study.paths import PROJECT_ROOT
+from mnist_study.paths import option_file
 
 # Keys added after runs were first logged, and what a run logged without them did.
 ADDED_KEYS: dict[str, Any] = {
@@ -56,7 +56,7 @@ def upgrade(cfg: DictConfig) -> DictConfig:
         for group in TARGET_GROUPS:
             if group in cfg and "_target_" not in cfg[group]:
                 option = ONLY_OPTION.get(group) or cfg[group].name
-                cfg[group]["_target_"] = OmegaConf.load(PROJECT_ROOT / "conf" / group / f"{option}.yaml")._target_
+                cfg[group]["_target_"] = OmegaConf.load(option_file(group, option))._target_
     return cfg
 
 

@@ -17,13 +17,14 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
+from mnist_study.checks import check_label_smoothing
+
 PerImageLoss = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 
 
 def per_image_loss(label_smoothing: float = 0.0) -> PerImageLoss:
     """`loss(labels, probabilities)`: one loss per image, labels as integers."""
-    if not 0.0 <= label_smoothing < 1.0:
-        raise ValueError(f"train.label_smoothing={label_smoothing}: must be in [0, 1)")
+    check_label_smoothing(label_smoothing)
     if label_smoothing == 0:
         return keras.losses.sparse_categorical_crossentropy
 

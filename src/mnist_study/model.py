@@ -17,7 +17,7 @@ import keras
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from mnist_study.checks import MAX_LAYERS
+from mnist_study.checks import check_network
 from mnist_study.losses import per_image_loss
 from mnist_study.precision import FLOAT32, LAYER_POLICIES
 
@@ -41,19 +41,8 @@ def build_optimizer(
 def hidden_widths(layers: int, units: int, units_2: int | None, units_3: int | None) -> list[int]:
     """The hidden layers' widths: `units` for the first, and for a deeper layer its own width, or the first
     layer's when that width is null (so `model.layers=3` alone is three layers of `model.units`)."""
-    if not 1 <= layers <= MAX_LAYERS:
-        raise ValueError(f"model.layers={layers}: must be an integer in 1..{MAX_LAYERS}")
     deeper = [units if width is None else width for width in (units_2, units_3)]
-    widths = [units, *deeper][:layers]
-    for position, width in enumerate(widths, start=1):
-        if width < 1:
-            raise ValueError(f"{width_key(position)}={width}: must be a positive integer")
-    return widths
-
-
-def width_key(position: int) -> str:
-    """The config key of the width of hidden layer `position` (1-based): model.units, model.units_2, ..."""
-    return "model.units" if position == 1 else f"model.units_{position}"
+    return [units, *deeper][:layers]
 
 
 def layer_name(base: str, position: int) -> str:
@@ -81,12 +70,8 @@ def build_model(
     `mnist_study.precision`) sets each layer's dtype policy; float32 builds exactly the network built before the
     setting existed.
     """
+    check_network(units, layers, units_2, units_3, dropout, input_dropout, max_norm)
     widths = hidden_widths(layers, units, units_2, units_3)
-    for key, rate in (("model.dropout", dropout), ("model.input_dropout", input_dropout)):
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"{key}={rate}: must be in [0, 1)")
-    if max_norm is not None and max_norm < 0:
-        raise ValueError(f"model.max_norm={max_norm}: must be a number >= 0 (0 or null: no bound)")
     if precision not in LAYER_POLICIES:
         raise ValueError(f"train.precision={precision!r}: must be one of {', '.join(LAYER_POLICIES)}")
     hidden_policy, output_policy = LAYER_POLICIES[precision]

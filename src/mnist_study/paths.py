@@ -1,4 +1,9 @@
-"""Where the project lives and where its stores are, so every command and working directory uses the same ones.
+"""Where the project lives, which config groups it has, and where its stores are, so every command and working
+directory uses the same ones.
+
+The job's config groups are the folders of `conf/` (Hydra's own, `conf/hydra/`, aside), and a group's options its
+YAML files: `config_groups`, `group_options` and `option_file` read them there, so a group or option added is known
+everywhere at once.
 
 The rule for the two stores, defined here once: the environment's `MLFLOW_TRACKING_URI` (MLflow's own variable)
 and `OPTUNA_STORAGE` when set, the repository's own `mlflow.db` and `optuna.db` otherwise. The configs read it
@@ -15,6 +20,9 @@ from omegaconf import OmegaConf
 
 # src/mnist_study/paths.py -> the repository root.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+# Hydra's config folder: the job's config groups, one folder each, and the sweeper's settings under hydra/.
+CONF = PROJECT_ROOT / "conf"
 
 # The environment variables that point every command at shared stores (`make services`, docs/scaling.md).
 TRACKING_VARIABLE = "MLFLOW_TRACKING_URI"
@@ -36,10 +44,29 @@ def study_storage() -> str:
     return os.environ.get(STORAGE_VARIABLE) or DEFAULT_STORAGE
 
 
+def config_groups() -> tuple[str, ...]:
+    """The job's config groups, sorted: the folders of conf/ but `hydra` (whose groups configure Hydra itself)."""
+    return tuple(sorted(path.name for path in CONF.iterdir() if path.is_dir() and path.name != "hydra"))
+
+
+def group_options(group: str) -> list[str] | None:
+    """The options of a config group, sorted (its files `conf/<group>/<option>.yaml`); None when conf/ has no
+    such folder."""
+    folder = CONF / group
+    if not folder.is_dir():
+        return None
+    return sorted(path.stem for path in folder.glob("*.yaml"))
+
+
+def option_file(group: str, option: str) -> Path:
+    """The file of one option of a config group."""
+    return CONF / group / f"{option}.yaml"
+
+
 def default_experiment() -> str:
     """The MLflow experiment every job logs to (conf/tracking/mlflow.yaml's `experiment`), which also names the
     registered model."""
-    return str(OmegaConf.load(PROJECT_ROOT / "conf" / "tracking" / "mlflow.yaml").experiment)
+    return str(OmegaConf.load(option_file("tracking", "mlflow")).experiment)
 
 
 def portable(text: str) -> str:

@@ -31,7 +31,7 @@ from mnist_study.report import (
 from mnist_study.report.rerun import RerunResult, rerun_in_subprocess
 from mnist_study.report.results import Row
 from mnist_study.report.selection import ReportError
-from mnist_study.sweep.trials import MLFLOW_RUN_ATTR
+from mnist_study.sweep.schema import MLFLOW_RUN_ATTR
 from mnist_study.tracking import TrackedRun
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 import optuna
 from omegaconf import DictConfig
-from optuna.trial import TrialState
 
 from mnist_study.paths import portable
 from mnist_study.report import figures, selection
@@ -20,6 +19,7 @@ from mnist_study.report.rescore import Rescored
 from mnist_study.report.results import Row, p_text, pct, signed_pp
 from mnist_study.secrets import redact
 from mnist_study.serving import CHAMPION_ALIAS
+from mnist_study.sweep.schema import state_counts_text
 
 # How the report names its testing procedure wherever it states a verdict.
 PROCEDURE = "Welch's t-test, Holm's procedure with interim looks"
@@ -193,8 +193,7 @@ def selection_section(
     cfg: DictConfig, study: optuna.Study, table: Sequence[Row], objectives: Sequence[str] = ()
 ) -> list[Block]:
     trials = study.get_trials(deepcopy=False)
-    counts = {state.name: sum(1 for t in trials if t.state == state) for state in TrialState}
-    counted = ", ".join(f"{count} {name}" for name, count in counts.items() if count)
+    counted = state_counts_text(trials)
     directions = [direction.name.lower() for direction in study.directions]
     if len(directions) == 1:
         chosen = f"the top {cfg.top_k} other COMPLETE trials by that objective"

@@ -21,14 +21,13 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
+from mnist_study.paths import config_groups
 from mnist_study.report.results import Row, p_text, pct
 from mnist_study.serving import BASELINE_ALIAS, CHAMPION_ALIAS, MODEL_ID_TAG
 from mnist_study.whole_files import write_whole
 
 # The refit whose model is registered: every configuration's seed 0, like the study's own trials.
 REGISTERED_SEED = 0
-# Config groups an override may choose an option of (`optimizer=adam`), as opposed to setting a key.
-GROUPS = ("data", "model", "optimizer", "schedule", "train", "tracking")
 
 
 @dataclass(frozen=True)
@@ -142,7 +141,9 @@ def version_tags(row: Row, study: str, report_run_id: str) -> dict[str, str]:
 def write_champion_experiment(folder: Path, study: str, winner: Row, report_command: str) -> Path:
     """`<folder>/<study>_champion.yaml`: the champion's configuration as an experiment, headed by its command."""
     name = f"{study}_champion"
-    groups = [item for item in winner.candidate.overrides if item.split("=", 1)[0] in GROUPS]
+    # An override of a config group (`optimizer=adam`) chooses an option in the defaults; any other sets a key.
+    chosen = config_groups()
+    groups = [item for item in winner.candidate.overrides if item.split("=", 1)[0] in chosen]
     keys = [item for item in winner.candidate.overrides if item not in groups]
     body = OmegaConf.to_yaml(OmegaConf.from_dotlist(keys)) if keys else ""
     defaults = "".join(f"  - override /{item.replace('=', ': ', 1)}\n" for item in groups)

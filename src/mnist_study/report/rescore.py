@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial
 from mnist_study.checks import validate
 from mnist_study.report.refit import merge_overrides
 from mnist_study.report.selection import ReportError
-from mnist_study.sweep.trials import trial_overrides
+from mnist_study.sweep.schema import trial_overrides
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mnist_study.secrets import redact
 from mnist_study.sweep.constraints import is_feasible
+from mnist_study.sweep.schema import BASELINE_ATTR, PARENT_RUN_ATTR, is_counted, trial_overrides
 from mnist_study.sweep.storage import open_storage
-from mnist_study.sweep.trials import BASELINE_ATTR, PARENT_RUN_ATTR, WARM_START_ATTR, trial_overrides
 
 
 class ReportError(ValueError):
@@ -57,9 +57,9 @@ def baseline_trial(study: optuna.Study) -> FrozenTrial | None:
 
 
 def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
-    """The k best COMPLETE trials by the study's objective, best first, the baseline trial, trials copied from
-    another study (`warm_start`; they have no run in this study) and trials that break one of the study's
-    constraints (`hydra.sweeper.constraints`) excluded.
+    """The k best COMPLETE trials by the study's objective, best first, the baseline trial, trials that do not
+    count by the schema's rule (`is_counted`: copies from another study by `warm_start`, which have no run in this
+    study) and trials that break one of the study's constraints (`hydra.sweeper.constraints`) excluded.
 
     Ties keep the earlier trial first. Nothing but the study's objective values is read. A study of several
     objectives offers its Pareto front instead, k members spread along it (see `spread_along_front`).
@@ -69,10 +69,7 @@ def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
     complete = [
         trial
         for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if not trial.user_attrs.get(BASELINE_ATTR)
-        and WARM_START_ATTR not in trial.user_attrs
-        and trial.values
-        and is_feasible(trial)
+        if not trial.user_attrs.get(BASELINE_ATTR) and is_counted(trial) and trial.values and is_feasible(trial)
     ]
     if len(study.directions) > 1:
         return spread_along_front(study, complete, k)

@@ -14,7 +14,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from mnist_study.sweep.liveness import gone, this_host, worker_attrs
-from mnist_study.sweep.trials import HOST, PID, PROCESS_START
+from mnist_study.sweep.schema import HOST, PID, PROCESS_START
 from mnist_study.tracking import close_killed, running_runs
 
 # The tags that say which process runs a report run or a refit.

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, NoReturn
 import numpy as np
 
 from mnist_study.checks import unreachable
+from mnist_study.errors import first_line
 from mnist_study.paths import default_experiment
 from mnist_study.paths import tracking_uri as default_tracking_uri
 from mnist_study.secrets import redact
@@ -340,9 +341,3 @@ def score_test_set(
     digits = model.predict(np.asarray(test_images))["digit"].to_numpy()
     correct = int(np.count_nonzero(digits == test_labels))
     return TestSetScore(correct, len(test_labels), run_id, float(logged))
-
-
-def first_line(error: BaseException) -> str:
-    """The first line of an exception's message: MLflow's run to stack traces and JSON bodies."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

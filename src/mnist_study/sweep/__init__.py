@@ -5,7 +5,10 @@
 - `space`: Hydra's sweep grammar as Optuna distributions; every value the space can produce checked first.
 - `constraints`: bounds on a trial's costs, judged from what its job recorded; which trials are feasible.
 - `sampling`: the configured sampler, reseeded from each trial's number.
-- `trials`: the attributes a trial carries, which trials count, and dead workers' trials.
+- `schema`: the study's schema: the attributes a trial carries, which trials count, counts per state.
+- `ledger`: the one owner of a trial's life (queue, copy, ask, start, report, tell, give back, recover).
+- `liveness`: heartbeats and process identity: which RUNNING trials lost their worker.
+- `known`: known configurations first (`enqueue`, `warm_start`), checked against the space.
 - `parent_run`: the study's MLflow parent run, elected once across workers, and its summary.
 - `stores`: a store that fails mid-sweep, told apart from a failed trial.
 - `job_trial`: the job's side: reconnect to its trial, report every epoch, prune.

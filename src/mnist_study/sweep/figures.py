@@ -16,7 +16,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 import mnist_study.plots  # noqa: F401  (selects Matplotlib's file-only backend before pyplot draws anything)
-from mnist_study.sweep.trials import trial_values
+from mnist_study.sweep.schema import trial_values
 
 
 def optuna_figure(plot: Callable[[optuna.Study], Any], study: optuna.Study) -> plt.Figure:

@@ -20,8 +20,8 @@ from mnist_study.metrics import COST_METRICS
 from mnist_study.model import trainable_parameters
 from mnist_study.sweep.ledger import TrialLedger
 from mnist_study.sweep.liveness import worker_attrs
+from mnist_study.sweep.schema import MLFLOW_RUN_ATTR, STORE_RETRY_ATTR
 from mnist_study.sweep.stores import retrying
-from mnist_study.sweep.trials import MLFLOW_RUN_ATTR, STORE_RETRY_ATTR
 
 
 def pruning_callback(

@@ -3,25 +3,27 @@
 `hydra.sweeper.enqueue` lists configurations (override key -> value) that the new study tries before the sampler
 draws anything; `hydra.sweeper.warm_start` names an earlier study whose COMPLETE trials are copied into the new
 study, so that the sampler starts informed. Both happen once, when the study is created (a resumed study never
-queues or copies again). Copied trials are tagged with where they came from and never count towards `n_trials`.
-This module never imports TensorFlow or MLflow.
+queues or copies again). This module decides what fits the space; the trial ledger queues and copies
+(`TrialLedger.enqueue`, `TrialLedger.add_copy`), and tags a copy with where it came from, so that it never counts
+towards `n_trials`. This module never imports TensorFlow or MLflow.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
-from optuna.distributions import BaseDistribution
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from mnist_study.checks import ConfigError
 from mnist_study.secrets import redact
 from mnist_study.sweep.settings import SweepSettings
 from mnist_study.sweep.space import Branch, SearchSpace, format_value, in_distribution, same_value
 from mnist_study.sweep.storage import open_storage
-from mnist_study.sweep.trials import ENQUEUED_ATTR, WARM_START_ATTR
+
+if TYPE_CHECKING:
+    from mnist_study.sweep.ledger import TrialLedger
 
 KEY = "hydra.sweeper.enqueue"
 
@@ -71,34 +73,18 @@ def load_source(source: Mapping[str, str]) -> optuna.Study:
         raise ConfigError(f"hydra.sweeper.warm_start.study={name}: no such study in {redact(url)}") from None
 
 
-def enqueue_known(study: optuna.Study, entries: Sequence[Mapping[str, Any]]) -> None:
-    """Queue each configuration once (the caller created the study), tagged as queued by hand."""
-    for entry in entries:
-        study.enqueue_trial(dict(entry), user_attrs={ENQUEUED_ATTR: True})
-
-
-def warm_start(study: optuna.Study, source: Mapping[str, Any], space: SearchSpace) -> tuple[int, int]:
-    """Copy the COMPLETE trials of the source study that fit the space; return (copied, skipped)."""
+def warm_start(ledger: TrialLedger, source: Mapping[str, Any], space: SearchSpace) -> tuple[int, int]:
+    """Copy the COMPLETE trials of the source study that fit the space into the ledger's study; return (copied,
+    skipped)."""
     name, url = source["study"], source["storage"]
     earlier = load_source(source)
-    if earlier.directions != study.directions:
+    if earlier.directions != ledger.study.directions:
         raise ConfigError(f"hydra.sweeper.warm_start.study={name}: it optimizes in other directions than this one")
     copied = skipped = 0
     for trial in earlier.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         if misfit(space, trial.params) is not None:
             skipped += 1
             continue
-        study.add_trial(copy_of(trial, space.distributions_for(trial.params), f"{redact(url)}#{name}"))
+        ledger.add_copy(trial, space.distributions_for(trial.params), f"{redact(url)}#{name}")
         copied += 1
     return copied, skipped
-
-
-def copy_of(trial: FrozenTrial, distributions: Mapping[str, BaseDistribution], origin: str) -> FrozenTrial:
-    """A COMPLETE trial with the earlier trial's params and values, in this space's distributions."""
-    return optuna.trial.create_trial(
-        params=dict(trial.params),
-        distributions={key: distributions[key] for key in trial.params},
-        values=trial.values,
-        state=TrialState.COMPLETE,
-        user_attrs={WARM_START_ATTR: f"{origin}/{trial.number}"},
-    )

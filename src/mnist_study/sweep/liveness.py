@@ -26,7 +26,7 @@ from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages._heartbeat import is_heartbeat_enabled  # Public in name, not exported by optuna.storages.
 from optuna.trial import FrozenTrial, TrialState
 
-from mnist_study.sweep.trials import HEARTBEAT_ATTR, HOST, PID, PROCESS_START
+from mnist_study.sweep.schema import HEARTBEAT_ATTR, HOST, PID, PROCESS_START
 
 log = logging.getLogger(__name__)
 

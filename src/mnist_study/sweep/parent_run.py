@@ -31,8 +31,16 @@ from mnist_study.secrets import redact
 from mnist_study.sweep.constraints import is_feasible
 from mnist_study.sweep.figures import study_figures
 from mnist_study.sweep.liveness import this_host
+from mnist_study.sweep.schema import (
+    HOST,
+    MLFLOW_RUN_ATTR,
+    PARENT_RUN_ATTR,
+    PID,
+    count_verdicts,
+    state_counts,
+    trial_values,
+)
 from mnist_study.sweep.storage import open_storage
-from mnist_study.sweep.trials import HOST, MLFLOW_RUN_ATTR, PARENT_RUN_ATTR, PID, count_verdicts, trial_values
 from mnist_study.tracking import close_killed, get_or_create_experiment, mlflow_client, running_runs
 
 log = logging.getLogger(__name__)
@@ -125,9 +133,10 @@ class ParentRun:
         sweep process."""
         trials = study.get_trials(deepcopy=False)
         step = count_verdicts(trials)
-        counts = {state: sum(1 for t in trials if t.state == state) for state in TrialState}
         now = int(time.time() * 1000)
-        metrics = [Metric(f"n_{state.name.lower()}", count, now, step) for state, count in counts.items() if count]
+        metrics = [
+            Metric(f"n_{state.name.lower()}", count, now, step) for state, count in state_counts(trials).items()
+        ]
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         # With constraints, only a feasible trial can be the best (as in Optuna's best_trial and best_trials).
         feasible = [t for t in complete if is_feasible(t)]

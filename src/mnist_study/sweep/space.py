@@ -30,6 +30,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import Trial
 
 from mnist_study.checks import CHECKS, ConfigError, check_tracking
+from mnist_study.errors import first_line
 
 SPACE_GRAMMAR = (
     "choice(a, b, ...), range(start, stop[, step]), interval(low, high) with low < high, int(...), tag(log, ...)"
@@ -438,7 +439,7 @@ def composition_error(
     """One line for a trial config Hydra cannot compose: an option a group lacks, or a key the config lacks."""
     if key in groups:
         return f"{expression}: {key}={format_value(value)} is not an option; one of {', '.join(groups[key])}"
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    reason = first_line(error)
     return (
         f"{expression}: {key} is not a key of the config; sample a key it has (e.g. model.units) or a config "
         f"group ({', '.join(sorted(groups))}) [{reason}]"

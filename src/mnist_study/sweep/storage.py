@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mnist_study.checks import ConfigError, check_writable_parent, require
+from mnist_study.errors import first_line
 from mnist_study.paths import STORAGE_VARIABLE
 from mnist_study.secrets import redact
 
@@ -179,8 +180,8 @@ def check_sqlite_path(database: str | None, shown: str) -> None:
         raise ConfigError(f"{KEY}={shown}: the folder {folder} is not writable")
 
 
-def hide(error: object, url: str) -> str:
+def hide(error: BaseException, url: str) -> str:
     """The first line of an error message, with the URL's password removed wherever it appears."""
-    text = redact(str(error)).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = redact(first_line(error))
     password = urllib.parse.urlsplit(url).password
     return text.replace(password, "***") if password else text

@@ -19,6 +19,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
+from mnist_study.errors import first_line
 from mnist_study.secrets import redact
 
 log = logging.getLogger(__name__)
@@ -34,18 +35,23 @@ class StoreFailure(RuntimeError):
     """The MLflow store or the Optuna storage failed while a sweep ran; its message is the one line users see."""
 
 
-def job_store_error(result: JobReturn) -> Exception | None:
-    """The job's exception when it is a failure of the MLflow store or the Optuna storage, not of the trial."""
+def job_exception(result: JobReturn) -> Exception | None:
+    """The exception a job raised; None when it completed. Hydra re-raises it on reading `return_value`, with a
+    line to stderr that is kept out of sight."""
     if result.status == JobStatus.COMPLETED:
         return None
     try:
-        with contextlib.redirect_stderr(io.StringIO()):  # Hydra re-raises the job's exception, with a line.
+        with contextlib.redirect_stderr(io.StringIO()):
             _ = result.return_value
-    except STORE_ERRORS as error:
-        return error if is_store_failure(error) else None
-    except Exception:
-        return None
+    except Exception as error:
+        return error
     return None
+
+
+def job_store_error(result: JobReturn) -> Exception | None:
+    """The job's exception when it is a failure of the MLflow store or the Optuna storage, not of the trial."""
+    error = job_exception(result)
+    return error if isinstance(error, STORE_ERRORS) and is_store_failure(error) else None
 
 
 def is_store_failure(error: BaseException) -> bool:
@@ -96,8 +102,3 @@ def store_failure_text(error: BaseException, tracking_uri: str, storage_url: str
         f"hydra.sweeper.store_retry_s={retry_s:g} s; finished trials are kept: rerun the same command once the "
         "store works"
     )
-
-
-def first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -2,16 +2,14 @@
 
 Several sweep processes may share one study (a journal file on one host, PostgreSQL across hosts). Together they
 finish exactly `n_trials` counted trials: a worker asks only while counted plus running trials fall short, and a
-trial whose rank (see `trials.rank`) has reached `n_trials` is closed as an uncounted FAIL before it ever runs.
+trial whose rank (see `schema.rank`) has reached `n_trials` is closed as an uncounted FAIL before it ever runs.
 This module is the loop and Hydra's launching; every change of a trial's state is made by the trial ledger
 (`ledger.TrialLedger`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import io
 import logging
 import math
 import re
@@ -31,9 +29,10 @@ from mlflow.entities import RunStatus
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
+from mnist_study.errors import first_line
 from mnist_study.metrics import direction_for, objective_names
 from mnist_study.secrets import redact
-from mnist_study.sweep import constraints, known, liveness, logs, trials
+from mnist_study.sweep import constraints, known, liveness, logs, schema
 from mnist_study.sweep.ledger import TrialLedger
 from mnist_study.sweep.liveness import Heartbeat
 from mnist_study.sweep.parent_run import ParentRun
@@ -44,7 +43,7 @@ from mnist_study.sweep.storage import open_storage, shareable
 from mnist_study.sweep.stores import (
     STORE_ERRORS,
     StoreFailure,
-    first_line,
+    job_exception,
     job_store_error,
     retrying,
     store_failure_text,
@@ -109,11 +108,15 @@ class StudySweeper:
             log.info("constraints: %s (a trial that breaks one is infeasible, never the best)", bounds)
         tracking = OmegaConf.to_container(config.tracking, resolve=True)
         parent = ParentRun.open(study, created, tracking, settings.storage)
+        # Every change of a trial's state goes through the ledger; the loop below only decides when to make one.
+        closing = functools.partial(close_recovered, parent, settings.n_trials)
+        ledger = TrialLedger(study, storage, settings.n_trials, on_recovered=closing)
         if created:
-            enqueue_baseline(study, space, baseline_values(config, space))
-            known.enqueue_known(study, settings.enqueue)
+            enqueue_baseline(ledger, space, baseline_values(config, space))
+            for entry in settings.enqueue:
+                ledger.enqueue(entry)
             if settings.warm_start is not None:
-                copied, skipped = known.warm_start(study, settings.warm_start, space)
+                copied, skipped = known.warm_start(ledger, settings.warm_start, space)
                 source = settings.warm_start["study"]
                 log.info(
                     "warm start: %d COMPLETE trials of %s copied, %d outside this space left",
@@ -127,7 +130,7 @@ class StudySweeper:
         (Path(config.hydra.sweep.dir) / "multirun.yaml").write_text(redact(OmegaConf.to_yaml(config)))
         status = RunStatus.FAILED
         try:
-            _Loop(self, study, storage, space, parent, objectives).run()
+            _Loop(self, ledger, space, parent, objectives).run()
             status = RunStatus.FINISHED
         except KeyboardInterrupt:
             status = RunStatus.KILLED
@@ -153,22 +156,20 @@ class _Loop:
     def __init__(
         self,
         sweeper: StudySweeper,
-        study: optuna.Study,
-        storage: optuna.storages.BaseStorage,
+        ledger: TrialLedger,
         space: SearchSpace,
         parent: ParentRun,
         objectives: list[str],
     ) -> None:
         self.sweeper = sweeper
         self.settings = sweeper.settings
-        self.study = study
-        self.storage = storage
+        self.ledger = ledger
+        self.study = ledger.study
+        self.storage = ledger.storage
         self.space = space
         self.parent = parent
         self.objectives = objectives
         self.durations: list[float] = []
-        # Every change of a trial's state goes through the ledger; this loop only decides when to make one.
-        self.ledger = TrialLedger(study, storage, sweeper.settings.n_trials)
 
     def run(self) -> None:
         n_trials = self.settings.n_trials
@@ -214,13 +215,10 @@ class _Loop:
         return retrying(call, self.settings.store_retry_s, f"the Optuna storage {self.settings.storage}")
 
     def _recover_orphans(self) -> None:
-        """Fail dead workers' trials (uncounted), queue their params again and close their MLflow runs KILLED;
-        then close any run a dead worker left RUNNING under the study's parent whose trial is no longer running."""
-        grace = self.settings.heartbeat_grace_s
-        for trial, reason in self.ledger.recover(grace):
-            self.parent.close_orphan(trial.user_attrs.get(trials.MLFLOW_RUN_ATTR))
-            n_trials = self.settings.n_trials
-            log.info("trial %d/%d FAIL %s (uncounted; its params queued again)", trial.number, n_trials, reason)
+        """Recover dead workers' trials (the ledger fails them uncounted, queues their params again and, through
+        `close_recovered`, closes their MLflow runs KILLED); then close any run a dead worker left RUNNING under
+        the study's parent whose trial is no longer running."""
+        self.ledger.recover(self.settings.heartbeat_grace_s)
         self.parent.close_strays(self.study)
 
     def _run_trial(self, trial: optuna.Trial) -> None:
@@ -253,7 +251,7 @@ class _Loop:
                 self.settings.n_trials,
             )
             return
-        self.parent.tag_child(frozen.user_attrs.get(trials.MLFLOW_RUN_ATTR), state)
+        self.parent.tag_child(frozen.user_attrs.get(schema.MLFLOW_RUN_ATTR), state)
         self.durations.append(time.perf_counter() - started)
         with logs.also_in_job_log(getattr(result, "hydra_cfg", None)):
             log.info("%s", self._progress(frozen, reason))
@@ -265,10 +263,10 @@ class _Loop:
 
     def _start(self, trial: optuna.Trial) -> None:
         """Record who runs the trial and how to prune it, where a job in any process can read them."""
-        attrs = {**liveness.worker_attrs(), **trials.fixed_attrs(self.space.fixed_for(trial.params))}
-        system_attrs: dict[str, Any] = {trials.STORE_RETRY_ATTR: self.settings.store_retry_s}
+        attrs = {**liveness.worker_attrs(), **schema.fixed_attrs(self.space.fixed_for(trial.params))}
+        system_attrs: dict[str, Any] = {schema.STORE_RETRY_ATTR: self.settings.store_retry_s}
         if self.settings.pruner is not None:
-            system_attrs[trials.PRUNER_ATTR] = self.settings.pruner
+            system_attrs[schema.PRUNER_ATTR] = self.settings.pruner
         self.ledger.start(trial, attrs, system_attrs)
 
     def _job_overrides(self, trial: optuna.Trial) -> list[str]:
@@ -360,10 +358,10 @@ def baseline_values(config: DictConfig, space: SearchSpace) -> dict[str, Any]:
     return values
 
 
-def enqueue_baseline(study: optuna.Study, space: SearchSpace, baseline: Mapping[str, Any]) -> bool:
+def enqueue_baseline(ledger: TrialLedger, space: SearchSpace, baseline: Mapping[str, Any]) -> bool:
     """Queue the configured baseline as the study's first trial when the space contains it; else say why not."""
     if space.contains(baseline):
-        study.enqueue_trial(dict(baseline), user_attrs={trials.BASELINE_ATTR: True})
+        ledger.enqueue(baseline, baseline=True)
         return True
     outside = [
         f"{key}={format_value(baseline.get(key))}"
@@ -372,6 +370,13 @@ def enqueue_baseline(study: optuna.Study, space: SearchSpace, baseline: Mapping[
     ]
     log.info("baseline not enqueued as trial 0: outside the search space (%s)", ", ".join(outside))
     return False
+
+
+def close_recovered(parent: ParentRun, n_trials: int, trial: FrozenTrial, reason: str) -> None:
+    """The ledger's `on_recovered` hook: close the MLflow run of a trial recovered from a dead worker (KILLED; the
+    worker could not close it) and say that the trial failed uncounted."""
+    parent.close_orphan(trial.user_attrs.get(schema.MLFLOW_RUN_ATTR))
+    log.info("trial %d/%d FAIL %s (uncounted; its params queued again)", trial.number, n_trials, reason)
 
 
 def fixed_lines(space: SearchSpace) -> list[str]:
@@ -396,13 +401,10 @@ def verdict(result: JobReturn) -> tuple[TrialState, float | list[float] | None, 
             told = [float(v) for v in values]
             return TrialState.COMPLETE, told if isinstance(value, list | tuple) else told[0], None
         return TrialState.FAIL, None, f"objective is {value!r}, not a finite number"
-    try:
-        # Hydra re-raises the job's exception here (and writes a line to stderr, which we keep out of sight).
-        with contextlib.redirect_stderr(io.StringIO()):
-            _ = result.return_value
-    except optuna.TrialPruned:
+    error = job_exception(result)
+    if isinstance(error, optuna.TrialPruned):
         return TrialState.PRUNED, None, None
-    except Exception as error:
+    if error is not None:
         return TrialState.FAIL, None, f"{type(error).__name__}: {error}"
     return TrialState.FAIL, None, "the job ended without a result"
 

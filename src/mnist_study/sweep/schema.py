@@ -8,6 +8,7 @@ was a surplus ask that never ran) does not count. This module never imports Tens
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -80,6 +81,17 @@ def count_verdicts(trials: Iterable[FrozenTrial]) -> int:
 
 def count_running(trials: Iterable[FrozenTrial]) -> int:
     return sum(1 for trial in trials if trial.state == TrialState.RUNNING)
+
+
+def state_counts(trials: Iterable[FrozenTrial]) -> dict[TrialState, int]:
+    """How many trials are in each state, in Optuna's order of the states; a state no trial is in is left out."""
+    counts = Counter(trial.state for trial in trials)
+    return {state: counts[state] for state in TrialState if counts[state]}
+
+
+def state_counts_text(trials: Iterable[FrozenTrial]) -> str:
+    """`12 COMPLETE, 3 PRUNED, 1 FAIL`: a study's trials per state, as the report and the results table say it."""
+    return ", ".join(f"{count} {state.name}" for state, count in state_counts(trials).items())
 
 
 def rank(trials: Iterable[FrozenTrial], number: int) -> int:
