@@ -15,10 +15,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-import mnist_study.paths  # noqa: F401  (registers the ${project_root:} resolver)
 from mnist_study.checks import ConfigError, validate
+from mnist_study.paths import EXPERIMENTS_DIR as EXPERIMENTS  # (importing it registers ${project_root:} too)
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 CONF = Path(__file__).resolve().parents[1] / "conf"
 # Exit status of a process ended by Ctrl-C, as shells report it (128 + SIGINT).
 INTERRUPTED = 130

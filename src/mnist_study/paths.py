@@ -15,6 +15,9 @@ from omegaconf import OmegaConf
 
 # src/mnist_study/paths.py -> the repository root.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# The config group `experiments` (the repository root is on Hydra's search path): `python src/run.py <name>` runs
+# `<name>.yaml` from here, and the report's `reference=<name>` refits it.
+EXPERIMENTS_DIR = PROJECT_ROOT / "experiments"
 
 # The environment variables that point every command at shared stores (`make services`, docs/scaling.md).
 TRACKING_VARIABLE = "MLFLOW_TRACKING_URI"
