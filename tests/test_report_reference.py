@@ -215,6 +215,7 @@ def test_the_tables_say_whether_each_variant_and_the_champion_beat_the_reference
         f"The champion, trial 1, against it: better than {CHAMPION} at 95% (settled after 3 seeds), +0.54 pp"
         in text
     )
+    assert f"({content.PROCEDURE}, one family over every variant against both references)" in text
     section = document.to_markdown(content.reference_section(table, versus))
     assert "form one family of 6 hypotheses" in section and "5 % / 6 rather than 5 % / 3" in section
     assert "| trial 2 | +0.02 pp" in section

@@ -110,8 +110,8 @@ def reference_headline(table: Sequence[Row], versus: Sequence[Versus]) -> str:
     verdict = next(entry for entry in versus if entry.candidate.label == winner.candidate.label)
     difference = f", {signed_pp(verdict.comparison.difference)}" if verdict.comparison else ""
     return text + (
-        f"The champion, {winner.candidate.label}, against it: {verdict.verdict}{difference} (the same procedure, "
-        "over every variant against both references)."
+        f"The champion, {winner.candidate.label}, against it: {verdict.verdict}{difference} ({PROCEDURE}, one "
+        "family over every variant against both references)."
     )
 
 
