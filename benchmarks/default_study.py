@@ -6,16 +6,17 @@
 For each seed the default study (`python src/run.py sweep`, with `hydra.sweeper.sampler.seed=<seed>`) runs in a
 throwaway folder's stores, then the report with its defaults (5 seeds, top 3 trials) on that study. Both run as
 the user runs them, in their own processes. Per seed it prints the wall time of each step, the study's pick (its
-best trial by validation accuracy), the champion the report promotes (see `report/registry.py`), its 5-seed test
-mean and its gain over the baseline in points. Last line: `min_gain=X seeds=N median_minutes=M min_accuracy=A`:
+best trial by validation accuracy), the champion the report promotes (see `report/registry.py`), its test mean
+over the seeds the report refitted it with (5, or 3 when its verdict settled at the interim look) and its gain over
+the baseline in points. Last line: `min_gain=X seeds=N median_minutes=M min_accuracy=A`:
 the smallest gain over the seeds, how many seeds, the median over seeds of sweep + report wall minutes, and the
-lowest champion's 5-seed mean test accuracy in %.
+lowest champion's mean test accuracy in %.
 
 `--experiment frontier` runs the frontier study instead (`python src/run.py frontier`, study `frontier`), and its
 report as experiments/frontier.yaml says (its own MLflow experiment, bfloat16 like its trials) with the default
 study's committed champion as a second reference (`reference=mnist-mlp_champion`): each row then also holds the
-reference's 5-seed mean and the verdict of the frontier champion against it, and a line before the last counts
-the seeds whose champion beats it. `--report-arg` adds or replaces (per key) an override of the report.
+reference's mean test accuracy and the verdict of the frontier champion against it, and a line before the last
+counts the seeds whose champion beats it. `--report-arg` adds or replaces (per key) an override of the report.
 
 A seed's row (with the experiment, the date and commit measured) is also appended to `--results` (JSON lines) as
 soon as it is measured, so that a run stopped midway keeps what it measured, and a later run (`--seeds 2`) adds to
@@ -103,9 +104,16 @@ def measure(experiment: str, seed: int, extra: list[str], report_extra: list[str
         f"experiments_dir={folder}", f"hydra.run.dir={folder}/outputs", *tracking,
         *merge_overrides(study.report_args, report_extra),
     ]  # fmt: skip
+    load_before = os.getloadavg()[0]
     sweep_seconds = run(sweep, folder / "sweep.log")
     report_seconds = run(report, folder / "report.log")
-    measured = {"date": time.strftime("%Y-%m-%d", time.gmtime()), "commit": commit()}
+    measured = {
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "commit": commit(),
+        # The 1-minute load average before the sweep and after the report (the path's own work counts about 2 on
+        # 2 cores): what a reader checks to tell a quiet measurement from a shared one.
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+    }
     found = outcome(stores, study.name, model_name(study, report_extra))
     return {"experiment": experiment, "seed": seed, "sweep_s": sweep_seconds, "report_s": report_seconds,
             **found, **measured}  # fmt: skip
@@ -151,6 +159,7 @@ def outcome(stores: dict[str, str], study_name: str, model: str) -> dict:
         "refits": {label_: [round(100 * row_["mean"], 2), row_["verdict"]] for label_, row_ in results.items()},
         "champion": label,
         "champion_mean": row["mean"],
+        "champion_refits": len(row["test_accuracy"]),
         "baseline_mean": baseline["mean"],
         "gain_points": 100 * (row["mean"] - baseline["mean"]),
         "verdict": row["verdict"],

@@ -14,11 +14,12 @@ from mnist_study.report.registry import carried, write_champion_experiment
 from mnist_study.report.results import Row
 from mnist_study.report.selection import Candidate
 from mnist_study.report.stats import Summary
+from test_report_reference import DEFAULT_PRECISION, OTHER_PRECISION
 
 # What `python src/report.py study_name=frontier ...` forwards to its refits: arithmetic, data and epochs (which
 # change the numbers), the output and the store (which do not).
 FORWARDED = (
-    "train.precision=bfloat16",
+    f"train.precision={OTHER_PRECISION}",
     "data.train_subset=2000",
     "train.epochs=2",
     "train.verbose=0",
@@ -44,16 +45,18 @@ def champion_config(folder: Path, forwarded: tuple[str, ...]) -> tuple[str, Dict
 
 
 def test_only_the_overrides_that_change_the_numbers_are_carried() -> None:
-    assert carried(FORWARDED) == ("train.precision=bfloat16", "data.train_subset=2000", "train.epochs=2")
+    assert carried(FORWARDED) == (f"train.precision={OTHER_PRECISION}", "data.train_subset=2000", "train.epochs=2")
     assert carried(("+train.label_smoothing=0.1",)) == ("+train.label_smoothing=0.1",)
 
 
 def test_the_champion_retrains_under_the_reports_arithmetic_data_and_epochs(tmp_path: Path) -> None:
     text, config = champion_config(tmp_path, FORWARDED)
-    assert "# With the report's own train.precision=bfloat16 data.train_subset=2000 train.epochs=2" in text
+    assert (
+        f"# With the report's own train.precision={OTHER_PRECISION} data.train_subset=2000 train.epochs=2" in text
+    )
     assert (config.model.layers, config.model.units, config.model.units_2) == (2, 1024, 512)
     assert config.optimizer.name == "adam"
-    assert config.train.precision == "bfloat16" and config.data.train_subset == 2000
+    assert config.train.precision == OTHER_PRECISION and config.data.train_subset == 2000
     # The report's forwarded epochs won over the trial's own 14 in every refit, so they win here too.
     assert config.train.epochs == 2
     # Neither where the report logged nor what it printed is part of the champion (only its heading quotes them).
@@ -65,5 +68,5 @@ def test_the_champion_retrains_under_the_reports_arithmetic_data_and_epochs(tmp_
 def test_without_forwarded_overrides_the_champion_is_the_trial_alone(tmp_path: Path) -> None:
     text, config = champion_config(tmp_path, ())
     assert "With the report's own" not in text
-    assert config.train.precision == "float32" and config.train.epochs == 14
+    assert config.train.precision == DEFAULT_PRECISION and config.train.epochs == 14
     assert config.data.train_subset is None

@@ -18,6 +18,9 @@ from mnist_study.report.selection import Candidate, ReportError
 from mnist_study.report.sequential import BETTER, NOT_DISTINGUISHABLE, WORSE, Design, Hypothesis, Look
 
 CHAMPION = "mnist-mlp_champion"
+# The precision the configs do not default to, so that a forwarded or carried one is seen to win.
+DEFAULT_PRECISION = OmegaConf.load(PROJECT_ROOT / "conf" / "train" / "default.yaml").precision
+OTHER_PRECISION = "float32" if DEFAULT_PRECISION == "bfloat16" else "bfloat16"
 REPLICA = Candidate("seed_replica (fits on test)", "replica", ("+experiments=seed_replica",))
 BASELINE = Candidate("baseline (trial 0)", "baseline", ())
 
@@ -66,7 +69,7 @@ def planned(second: Candidate, seeds: Sequence[int], forwarded: Sequence[str]) -
 
 def test_the_reference_is_planned_like_every_refit_its_forwarded_overrides_winning(second: Candidate) -> None:
     own = OmegaConf.load(PROJECT_ROOT / "experiments" / f"{CHAMPION}.yaml")
-    forwarded = ["train.precision=bfloat16", "data.train_subset=2000", "train.epochs=1"]
+    forwarded = [f"train.precision={OTHER_PRECISION}", "data.train_subset=2000", "train.epochs=1"]
     plans = planned(second, [0, 1, 2], forwarded)
     assert [plan.seed for plan in plans] == [0, 1, 2]
     assert plans[1].overrides == (
@@ -75,7 +78,7 @@ def test_the_reference_is_planned_like_every_refit_its_forwarded_overrides_winni
         *refit.REFIT_OVERRIDES,
         "seed=1",
     )
-    assert plans[1].command().startswith(f"python src/run.py +experiments={CHAMPION} train.precision=bfloat16")
+    assert plans[1].command().startswith(f"python src/run.py +experiments={CHAMPION} train.precision=")
     for plan in plans:
         cfg = plan.cfg
         # The file's own configuration...
@@ -83,7 +86,7 @@ def test_the_reference_is_planned_like_every_refit_its_forwarded_overrides_winni
         assert cfg.train.batch_size == own.train.batch_size
         # ...under the report's forwarded overrides (the file says 14 epochs) and the refit protocol.
         assert own.train.epochs != 1 and cfg.train.epochs == 1
-        assert cfg.train.precision == "bfloat16" and cfg.data.train_subset == 2000
+        assert cfg.train.precision == OTHER_PRECISION and cfg.data.train_subset == 2000
         assert (cfg.data.val_size, cfg.objective, cfg.seed) == (0, "accuracy", plan.seed)
 
 

@@ -16,12 +16,13 @@ from omegaconf import OmegaConf
 
 from conftest import PROJECT_ROOT, SmokeStudy
 from test_report_cli import report_cli
+from test_report_reference import CHAMPION, OTHER_PRECISION
 
 pytestmark = pytest.mark.slow  # Every test starts `python src/report.py`.
 
-CHAMPION = "mnist-mlp_champion"
 LABEL = f"{CHAMPION} (reference)"
-# Two seeds, the study's best trial, no rerun check; 2000 images and one epoch for every refit, in bfloat16.
+# Two seeds, the study's best trial, no rerun check; 2000 images and one epoch for every refit, in the precision
+# the configs do not default to.
 ARGUMENTS = (
     "study_name=smoke",
     "seeds=2",
@@ -29,7 +30,7 @@ ARGUMENTS = (
     "rerun_check=false",
     "data.train_subset=2000",
     "train.epochs=1",
-    "train.precision=bfloat16",
+    f"train.precision={OTHER_PRECISION}",
     f"reference={CHAMPION}",
 )
 
@@ -73,9 +74,9 @@ def test_the_reference_is_refitted_from_its_file_under_the_reports_overrides(
         params = run.data.params
         assert params["model.units"] == str(own.model.units)
         assert params["train.batch_size"] == str(own.train.batch_size)
-        # The report's own overrides win over the file's (14 epochs, all 60 000 images, float32).
+        # The report's own overrides win over the file's (14 epochs, all 60 000 images, the default precision).
         assert (params["train.epochs"], params["data.train_subset"]) == ("1", "2000")
-        assert (params["train.precision"], params["data.val_size"]) == ("bfloat16", "0")
+        assert (params["train.precision"], params["data.val_size"]) == (OTHER_PRECISION, "0")
 
 
 def test_the_report_tests_the_variant_against_both_references_and_says_so(reported: tuple[Path, str, str]) -> None:
@@ -121,13 +122,15 @@ def test_a_second_report_reuses_every_refit_the_references_included(reported: tu
 def test_the_champion_experiment_retrains_under_the_reports_arithmetic(reported: tuple[Path, str, str]) -> None:
     folder, _, _ = reported
     text = (folder / "smoke_champion.yaml").read_text()
-    assert "# With the report's own data.train_subset=2000 train.epochs=1 train.precision=bfloat16" in text
+    assert (
+        f"# With the report's own data.train_subset=2000 train.epochs=1 train.precision={OTHER_PRECISION}" in text
+    )
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
         cfg = compose(
             config_name="config",
             overrides=[f"hydra.searchpath=[file://{folder.parent}]", f"+{folder.name}=smoke_champion"],
         )
-    assert (cfg.train.precision, cfg.train.epochs, cfg.data.train_subset) == ("bfloat16", 1, 2000)
+    assert (cfg.train.precision, cfg.train.epochs, cfg.data.train_subset) == (OTHER_PRECISION, 1, 2000)
 
 
 @pytest.mark.parametrize(
