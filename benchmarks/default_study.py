@@ -1,6 +1,7 @@
 """The whole user path, per sampler seed: `make sweep`, then `python src/report.py`, in fresh stores.
 
-    .venv/bin/python benchmarks/default_study.py [--seeds 0 1 2] [--results FILE] [--keep DIR] [--arg OVERRIDE ...]
+    .venv/bin/python benchmarks/default_study.py [--experiment sweep|frontier] [--seeds 0 1 2] [--results FILE]
+        [--keep DIR] [--arg OVERRIDE ...] [--report-arg OVERRIDE ...]
 
 For each seed the default study (`python src/run.py sweep`, with `hydra.sweeper.sampler.seed=<seed>`) runs in a
 throwaway folder's stores, then the report with its defaults (5 seeds, top 3 trials) on that study. Both run as
@@ -11,9 +12,16 @@ the baseline in points. Last line: `min_gain=X seeds=N median_minutes=M min_accu
 the smallest gain over the seeds, how many seeds, the median over seeds of sweep + report wall minutes, and the
 lowest champion's mean test accuracy in %.
 
-A seed's row (with the date and commit measured) is also appended to `--results` (JSON lines) as soon as it is
-measured, so that a run stopped midway keeps what it measured, and a later run (`--seeds 2`) adds to the same file:
-the table and the last line cover every row in the file. The README's results come from
+`--experiment frontier` runs the frontier study instead (`python src/run.py frontier`, study `frontier`), and its
+report as experiments/frontier.yaml says (its own MLflow experiment, bfloat16 like its trials) with the default
+study's committed champion as a second reference (`reference=mnist-mlp_champion`): each row then also holds the
+reference's mean test accuracy and the verdict of the frontier champion against it, and a line before the last
+counts the seeds whose champion beats it. `--report-arg` adds or replaces (per key) an override of the report.
+
+A seed's row (with the experiment, the date and commit measured) is also appended to `--results` (JSON lines) as
+soon as it is measured, so that a run stopped midway keeps what it measured, and a later run (`--seeds 2`) adds to
+the same file: the table and the last line cover every row in the file of the same experiment (a row without one
+is the default study's). The README's results come from
 benchmarks/results/default_study.jsonl through `scripts/results_page.py`. With `--keep DIR`, the stores of each
 seed stay in `DIR/seed_<seed>` (for `mlflow ui`, or to run the report again on the same study) instead of a
 throwaway folder.
@@ -31,12 +39,42 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from report_runs import STUDY, report_results
 
+from mnist_study.paths import default_experiment
+from mnist_study.report.refit import merge_overrides
+
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
+
+
+@dataclass(frozen=True)
+class Study:
+    """A named study this benchmark runs: its Optuna study's name and what its report is given besides the
+    stores."""
+
+    name: str
+    report_args: tuple[str, ...] = ()
+
+
+# By experiment file. The frontier study logs to its own MLflow experiment and trains in bfloat16
+# (experiments/frontier.yaml), so its report does too; its question is whether its champion beats the default
+# study's, the committed experiments/mnist-mlp_champion.yaml.
+STUDIES = {
+    "sweep": Study(STUDY),
+    "frontier": Study(
+        "frontier",
+        (
+            "study_name=frontier",
+            "tracking.experiment=frontier",
+            "train.precision=bfloat16",
+            "reference=mnist-mlp_champion",
+        ),
+    ),
+}
 
 
 def run(command: list[str], log: Path) -> float:
@@ -49,20 +87,22 @@ def run(command: list[str], log: Path) -> float:
     return time.perf_counter() - started
 
 
-def measure(seed: int, extra: list[str], folder: Path) -> dict:
+def measure(experiment: str, seed: int, extra: list[str], report_extra: list[str], folder: Path) -> dict:
     """Sweep and report for one sampler seed in `folder`'s stores; what the report promoted."""
+    study = STUDIES[experiment]
     stores = {
         "optuna": f"sqlite:///{folder}/optuna.db",
         "mlflow": f"sqlite:///{folder}/mlflow.db",
     }
     tracking = [f"tracking.uri={stores['mlflow']}", f"tracking.artifact_location={folder}/mlruns"]
     sweep = [
-        PYTHON, "src/run.py", "sweep", f"hydra.sweeper.sampler.seed={seed}",
+        PYTHON, "src/run.py", experiment, f"hydra.sweeper.sampler.seed={seed}",
         f"hydra.sweeper.storage={stores['optuna']}", f"hydra.sweep.dir={folder}/multirun", *tracking, *extra,
     ]  # fmt: skip
     report = [
         PYTHON, "src/report.py", f"storage={stores['optuna']}", f"output_dir={folder}/report",
         f"experiments_dir={folder}", f"hydra.run.dir={folder}/outputs", *tracking,
+        *merge_overrides(study.report_args, report_extra),
     ]  # fmt: skip
     load_before = os.getloadavg()[0]
     sweep_seconds = run(sweep, folder / "sweep.log")
@@ -74,7 +114,18 @@ def measure(seed: int, extra: list[str], folder: Path) -> dict:
         # 2 cores): what a reader checks to tell a quiet measurement from a shared one.
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
-    return {"seed": seed, "sweep_s": sweep_seconds, "report_s": report_seconds, **outcome(stores), **measured}
+    found = outcome(stores, study.name, model_name(study, report_extra))
+    return {"experiment": experiment, "seed": seed, "sweep_s": sweep_seconds, "report_s": report_seconds,
+            **found, **measured}  # fmt: skip
+
+
+def model_name(study: Study, report_extra: list[str]) -> str:
+    """The registered model the report promotes to: named after its `tracking.experiment` (conf/tracking's unless
+    the report is given one)."""
+    for override in merge_overrides(study.report_args, report_extra):
+        if override.startswith("tracking.experiment="):
+            return override.split("=", 1)[1]
+    return default_experiment()
 
 
 def commit() -> str:
@@ -84,16 +135,17 @@ def commit() -> str:
     return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
 
 
-def outcome(stores: dict[str, str]) -> dict:
-    """The study's pick, and the champion's label, test mean and gain, read back from the stores."""
+def outcome(stores: dict[str, str], study_name: str, model: str) -> dict:
+    """The study's pick, and the champion's label, test mean and gain (and against the second reference, when the
+    report had one), read back from the stores."""
     import optuna
     from mlflow.tracking import MlflowClient
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # One small file: no progress bar.
 
-    study = optuna.load_study(study_name=STUDY, storage=stores["optuna"])
+    study = optuna.load_study(study_name=study_name, storage=stores["optuna"])
     client = MlflowClient(stores["mlflow"])
-    champion = client.get_model_version_by_alias(STUDY, "champion")
+    champion = client.get_model_version_by_alias(model, "champion")
     results = report_results(client, champion.tags["report_run_id"])
     label = next(
         label for label, row in results.items() if " ".join(row["overrides"]) == champion.tags["overrides"]
@@ -101,7 +153,7 @@ def outcome(stores: dict[str, str]) -> dict:
     baseline = next(row for label_, row in results.items() if label_.startswith("baseline"))
     row = results[label]
     states = [trial.state.name for trial in study.trials]
-    return {
+    found = {
         "trials": {state: states.count(state) for state in sorted(set(states))},
         "pick": f"trial {study.best_trial.number} (val {study.best_value:.4f})",
         "refits": {label_: [round(100 * row_["mean"], 2), row_["verdict"]] for label_, row_ in results.items()},
@@ -112,6 +164,16 @@ def outcome(stores: dict[str, str]) -> dict:
         "gain_points": 100 * (row["mean"] - baseline["mean"]),
         "verdict": row["verdict"],
     }
+    second = next((label_ for label_, row_ in results.items() if row_.get("role") == "reference"), None)
+    if second is not None:
+        # A champion that is the baseline has no verdict against the reference (it is not in the family).
+        found.update(
+            reference=second,
+            reference_mean=results[second]["mean"],
+            vs_reference_points=100 * (row["mean"] - results[second]["mean"]),
+            verdict_vs_reference=row.get("verdict_vs_reference"),
+        )
+    return found
 
 
 def print_rows(rows: list[dict]) -> None:
@@ -128,6 +190,17 @@ def print_rows(rows: list[dict]) -> None:
         )
         for row in rows
     ]
+    if any("reference" in row for row in rows):
+        headers += ("reference test", "vs reference (points)", "verdict vs reference")
+        lines = [
+            (
+                *line,
+                f"{100 * row['reference_mean']:.2f} %" if "reference" in row else "—",
+                f"{row['vs_reference_points']:+.2f}" if "reference" in row else "—",
+                row.get("verdict_vs_reference") or "not tested (the champion is the baseline)",
+            )
+            for line, row in zip(lines, rows, strict=True)
+        ]
     widths = [max(len(cell) for cell in column) for column in zip(headers, *lines, strict=True)]
     for index, line in enumerate([headers, *lines]):
         print("| " + " | ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)) + " |")
@@ -151,19 +224,30 @@ def seed_folder(seed: int, keep: Path | None) -> Iterator[Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experiment", choices=sorted(STUDIES), default="sweep", help="the study (default sweep)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="sampler seeds (default 0 1 2)")
-    parser.add_argument("--results", type=Path, default=Path(tempfile.gettempdir()) / "default_study.jsonl")
+    parser.add_argument("--results", type=Path, help="JSON lines (default: <tmp>/<default|frontier>_study.jsonl)")
     parser.add_argument("--arg", action="append", default=[], help="an override for every sweep (repeatable)")
+    parser.add_argument(
+        "--report-arg", action="append", default=[], help="an override for every report (repeatable; wins per key)"
+    )
     parser.add_argument("--keep", type=Path, help="keep each seed's stores in DIR/seed_<seed> (must not exist)")
     args = parser.parse_args()
+    stem = "default" if args.experiment == "sweep" else args.experiment
+    results_path = args.results or Path(tempfile.gettempdir()) / f"{stem}_study.jsonl"
     for seed in args.seeds:
         with seed_folder(seed, args.keep) as folder:
-            row = measure(seed, args.arg, folder)
-        with args.results.open("a") as results:
+            row = measure(args.experiment, seed, args.arg, args.report_arg, folder)
+        with results_path.open("a") as results:
             results.write(json.dumps(row) + "\n")
         print(f"seed {seed}: {json.dumps(row)}", flush=True)
-    rows = [json.loads(line) for line in args.results.read_text().splitlines() if line.strip()]
+    every_row = [json.loads(line) for line in results_path.read_text().splitlines() if line.strip()]
+    rows = [row for row in every_row if row.get("experiment", "sweep") == args.experiment]
     print_rows(rows)
+    compared = [row for row in rows if "reference" in row]
+    if compared:
+        wins = sum((row.get("verdict_vs_reference") or "").startswith("better") for row in compared)
+        print(f"champion better than {compared[0]['reference']} at 95 %: {wins} of {len(compared)} seeds")
     print(last_line(rows))
 
 

@@ -8,7 +8,6 @@ A bare word (`baseline`, `seed_replica`, `sweep`) names a file in `experiments/`
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -18,9 +17,9 @@ from omegaconf import DictConfig
 from mnist_study.checks import ConfigError, validate
 
 # Importing paths registers the ${project_root:} resolver that the configs use.
+from mnist_study.paths import EXPERIMENTS_DIR as EXPERIMENTS
 from mnist_study.paths import group_options
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 # Exit status of a process ended by Ctrl-C, as shells report it (128 + SIGINT).
 INTERRUPTED = 130
 # Hydra flags whose next argument is a value, not an override or an experiment name.

@@ -20,6 +20,9 @@ from omegaconf import OmegaConf
 
 # src/mnist_study/paths.py -> the repository root.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# The config group `experiments` (the repository root is on Hydra's search path): `python src/run.py <name>` runs
+# `<name>.yaml` from here, and the report's `reference=<name>` refits it.
+EXPERIMENTS_DIR = PROJECT_ROOT / "experiments"
 
 # Hydra's config folder: the job's config groups, one folder each, and the sweeper's settings under hydra/.
 CONF = PROJECT_ROOT / "conf"

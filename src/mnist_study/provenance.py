@@ -76,13 +76,15 @@ def code_version(root: Path = PROJECT_ROOT) -> str:
 
 def key_of(config: Mapping[str, Any], data: Mapping[str, str], code: str) -> str:
     """The sha256 of a resolved config (without `NOT_IN_KEY`), the data's digests and the code version."""
-    flat = {
-        key: value
-        for key, value in flatten(config).items()
-        if not any(key == left_out or key.startswith(f"{left_out}.") for left_out in NOT_IN_KEY)
-    }
+    flat = {key: value for key, value in flatten(config).items() if in_key(key)}
     text = json.dumps({"config": flat, "data": dict(data), "code": code}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def in_key(key: str) -> bool:
+    """Whether a dotted config key (`train.precision`) is in a run's key: whether it may change what the run
+    computes."""
+    return not any(key == left_out or key.startswith(f"{left_out}.") for left_out in NOT_IN_KEY)
 
 
 def run_key(cfg: DictConfig) -> str | None:

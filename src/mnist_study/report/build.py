@@ -20,6 +20,7 @@ from mnist_study.report import (
     content,
     document,
     environment,
+    reference,
     refit,
     registry,
     rescore,
@@ -29,7 +30,7 @@ from mnist_study.report import (
     strays,
 )
 from mnist_study.report.rerun import RerunResult, rerun_in_subprocess
-from mnist_study.report.results import Row
+from mnist_study.report.results import Row, Versus
 from mnist_study.report.selection import ReportError
 from mnist_study.sweep.schema import MLFLOW_RUN_ATTR
 from mnist_study.tracking import TrackedRun
@@ -41,6 +42,7 @@ def build(cfg: DictConfig, forwarded: Sequence[str], given: Sequence[str]) -> Pa
     """Write report.md and report.html for `cfg.study_name`; return the folder they are in."""
     if cfg.seeds < 1:
         raise ReportError(f"seeds={cfg.seeds}: must be >= 1 (2 or more for confidence intervals and p-values)")
+    second = reference.candidate(cfg.reference)
     study = selection.load_study(cfg.study_name, cfg.storage)
     rescore_seeds = list(cfg.rescore.seeds)
     rescore.check(cfg.rescore.trials, rescore_seeds)
@@ -53,8 +55,11 @@ def build(cfg: DictConfig, forwarded: Sequence[str], given: Sequence[str]) -> Pa
     to_rescore = pool[: cfg.rescore.trials] if rescoring else []
     fits = rescore.plan(to_rescore, rescore_seeds, forwarded)
     every_plan = refit.plan(selection.candidates(study, pool), seeds, forwarded)
+    if second is not None:
+        every_plan += reference.plan(second, seeds, forwarded)
     before = f", after re-scoring {len(to_rescore)} trials at seeds {rescore_seeds}" if to_rescore else ""
-    configurations = f"{2 + min(cfg.top_k, len(pool))} configurations x {len(seeds)} seeds"
+    companions = 2 if second is None else 3
+    configurations = f"{companions + min(cfg.top_k, len(pool))} configurations x {len(seeds)} seeds"
     print(f"report on study {cfg.study_name}: {configurations}{before}", flush=True)
 
     import mnist_study.quiet_tensorflow  # noqa: F401  (before keras: its start-up noise stays hidden)
@@ -78,7 +83,8 @@ def build(cfg: DictConfig, forwarded: Sequence[str], given: Sequence[str]) -> Pa
             print(f"closed {len(closed)} run(s) a killed report left RUNNING: {names}", flush=True)
         rescored = rescore.run(fits)
         maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
-        candidates = selection.candidates(study, rescore.ranked(pool, rescored, maximize)[: cfg.top_k])
+        ranked = selection.candidates(study, rescore.ranked(pool, rescored, maximize)[: cfg.top_k])
+        candidates = reference.beside_baseline(ranked, second)
         chosen = {candidate.label for candidate in candidates}
         plans = [planned for planned in every_plan if planned.candidate.label in chosen]
         design = procedure(cfg)
@@ -88,19 +94,29 @@ def build(cfg: DictConfig, forwarded: Sequence[str], given: Sequence[str]) -> Pa
                 "report.refits_reused": str(sum(result.reused for result in done)),
                 "report.refits": str(len(done)),
                 "report.procedure": sequential.NAME,
+                "report.hypotheses": str(len(outcomes)),
+                **({"report.reference": reference.name_of(second)} if second is not None else {}),
             }
         )
-        table = results.rows(candidates, done, outcomes, design)
-        registered = promote(cfg, table, tracked.client, tracked.run_id, command)
+        baseline = next(candidate.label for candidate in candidates if candidate.role == "baseline")
+        table = results.rows(candidates, done, sequential.against(outcomes, baseline), design)
+        versus = []
+        if second is not None:
+            against_second = sequential.against(outcomes, second.label)
+            versus = results.versus(candidates, done, against_second, design, reference.name_of(second))
+        registered = promote(cfg, table, tracked.client, tracked.run_id, command, forwarded)
         rerun_result = check_rerun(cfg, study) if cfg.rerun_check else None
         facts = environment.facts(plans[0].cfg)
         objectives = objective_names_of(study, tracked.client)
-        blocks = content.blocks(cfg, study, table, rerun_result, facts, command, registered, rescored, objectives)
+        blocks = content.blocks(
+            cfg, study, table, rerun_result, facts, command, registered, rescored, objectives, versus
+        )
         folder = Path(cfg.output_dir)
         markdown, page = document.write(blocks, folder, f"Reproducibility report: {cfg.study_name}")
         tracked.client.log_artifact(tracked.run_id, str(markdown))
         tracked.client.log_artifact(tracked.run_id, str(page))
-        summary = {row.candidate.label: row_summary(row) for row in table}
+        against_second = {entry.candidate.label: entry for entry in versus}
+        summary = {row.candidate.label: row_summary(row, against_second.get(row.candidate.label)) for row in table}
         tracked.client.log_dict(tracked.run_id, summary, "results.json")
         if rescored:
             scores = {f"trial {entry.trial.number}": list(entry.scores) for entry in rescored}
@@ -132,12 +148,15 @@ def refit_sequentially(
     design: sequential.Design,
     tracked: TrackedRun,
     cfg: DictConfig,
-) -> tuple[list[refit.RefitResult], dict[str, sequential.Outcome]]:
-    """Refit look by look: at each, the baseline, the replica and every variant whose verdict is still open get
-    the look's seeds; `sequential` then says which verdicts are settled. Reused where the same refit FINISHED."""
+) -> tuple[list[refit.RefitResult], dict[sequential.Hypothesis, sequential.Outcome]]:
+    """Refit look by look: at each, the baseline, the replica, the second reference (if any) and every variant with
+    a hypothesis still open get the look's seeds; `sequential` then says which verdicts are settled. The family is
+    every variant against each reference (`sequential.family`). Reused where the same refit FINISHED."""
     by_label = {c.label: [p for p in plans if p.candidate.label == c.label] for c in candidates}
     done: dict[str, list[refit.RefitResult]] = {label: [] for label in by_label}
-    baseline = next(c.label for c in candidates if c.role == "baseline")
+    # The baseline first: the hypotheses against it are the study's own claims; the second reference's follow.
+    references = [c.label for c in candidates if c.role == "baseline"]
+    references += [c.label for c in candidates if c.role == reference.ROLE]
     companions = [c.label for c in candidates if c.role != "variant"]
     variants = [c.label for c in candidates if c.role == "variant"]
 
@@ -154,30 +173,39 @@ def refit_sequentially(
             )
         return [result.test_accuracy for result in done[label][:seeds]]
 
-    def compare(seeds: int, open_variants: Sequence[str]) -> dict[str, sequential.Look]:
+    def compare(
+        seeds: int, open_hypotheses: Sequence[sequential.Hypothesis]
+    ) -> dict[sequential.Hypothesis, sequential.Look]:
         for label in companions:
             refit_up_to(label, seeds)
-        base = refit_up_to(baseline, seeds)
-        looks = {}
-        for label in open_variants:
-            looks[label] = sequential.look(refit_up_to(label, seeds), base)
-        return looks
+        return {
+            claim: sequential.look(refit_up_to(claim.variant, seeds), refit_up_to(claim.reference, seeds))
+            for claim in open_hypotheses
+        }
 
-    outcomes = sequential.run(design, variants, compare) if cfg.seeds >= 2 else {}
-    # Without variants (or seeds to compare) nothing above refitted: the baseline and replica still get theirs.
+    hypotheses = sequential.family(variants, references)
+    outcomes = sequential.run(design, hypotheses, compare) if cfg.seeds >= 2 else {}
+    # Without variants (or seeds to compare) nothing above refitted: the references and replica still get theirs.
     for label in companions:
         refit_up_to(label, cfg.seeds if not variants or cfg.seeds < 2 else design.looks[0])
-    for label, outcome in outcomes.items():
+    for claim, outcome in outcomes.items():
         if outcome.verdict is not None and outcome.settled_at is not None:
             seeds = design.looks[outcome.settled_at]
-            print(f"{label}: {outcome.verdict} after {seeds} seeds", flush=True)
+            versus = "" if claim.reference == references[0] else f" against {claim.reference}"
+            print(f"{claim.variant}{versus}: {outcome.verdict} after {seeds} seeds", flush=True)
     return [result for results in done.values() for result in results], outcomes
 
 
 def promote(
-    cfg: DictConfig, table: list[Row], client: MlflowClient, report_run_id: str, command: str
+    cfg: DictConfig,
+    table: list[Row],
+    client: MlflowClient,
+    report_run_id: str,
+    command: str,
+    forwarded: Sequence[str] = (),
 ) -> list[registry.Registered]:
-    """Register the refits' models and set the aliases; write the champion's experiment file (see `registry`)."""
+    """Register the refits' models and set the aliases; write the champion's experiment file, with the forwarded
+    overrides that change the numbers (see `registry`)."""
     if not cfg.tracking.log_model:
         print("models: not registered (tracking.log_model=false: the refits logged none)", flush=True)
         return []
@@ -187,7 +215,7 @@ def promote(
         for alias in entry.aliases:
             print(f"models:/{name}@{alias} -> version {entry.version} ({entry.row.candidate.label})", flush=True)
     path = registry.write_champion_experiment(
-        Path(cfg.experiments_dir), cfg.study_name, registry.champion(table), command
+        Path(cfg.experiments_dir), cfg.study_name, registry.champion(table), command, forwarded
     )
     print(f"champion experiment: {path} (python src/run.py {path.stem})", flush=True)
     return registered
@@ -241,10 +269,12 @@ def objective_names_of(study: optuna.Study, client: MlflowClient) -> list[str]:
     return []
 
 
-def row_summary(row: Row) -> dict:
-    """One results row as JSON (logged to the report run beside the documents)."""
+def row_summary(row: Row, against_second: Versus | None = None) -> dict:
+    """One results row as JSON (logged to the report run beside the documents); a variant's comparison with the
+    second reference, when there is one, under `*_vs_reference`."""
     comparison = row.comparison
-    return {
+    summary = {
+        "role": row.candidate.role,
         "overrides": list(row.candidate.overrides),
         "test_accuracy": row.accuracies,
         "mean": row.accuracy.mean,
@@ -257,3 +287,10 @@ def row_summary(row: Row) -> dict:
         "runs": [result.run_id for result in row.refits],
         "reused_runs": [result.run_id for result in row.refits if result.reused],
     }
+    if against_second is not None:
+        second = against_second.comparison
+        summary["difference_vs_reference"] = second.difference if second else None
+        summary["p_vs_reference"] = second.p_value if second else None
+        summary["seeds_compared_vs_reference"] = against_second.compared_seeds
+        summary["verdict_vs_reference"] = against_second.verdict
+    return summary

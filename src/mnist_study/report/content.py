@@ -13,10 +13,10 @@ from mnist_study.report import figures, selection
 from mnist_study.report.document import Block, Code, Heading, Image, Paragraph, Table
 from mnist_study.report.environment import Fact
 from mnist_study.report.refit import RefitResult
-from mnist_study.report.registry import REGISTERED_SEED, Registered
+from mnist_study.report.registry import REGISTERED_SEED, Registered, champion
 from mnist_study.report.rerun import RerunResult, command
 from mnist_study.report.rescore import Rescored
-from mnist_study.report.results import Row, p_text, pct, signed_pp
+from mnist_study.report.results import Row, Versus, p_text, pct, signed_pp
 from mnist_study.secrets import redact
 from mnist_study.serving import CHAMPION_ALIAS
 from mnist_study.sweep.schema import state_counts_text
@@ -50,13 +50,16 @@ def blocks(
     registered: Sequence[Registered] = (),
     rescored: Sequence[Rescored] = (),
     objectives: Sequence[str] = (),
+    versus: Sequence[Versus] = (),
 ) -> list[Block]:
-    """Every section of the report, in reading order; `objectives` names the study's objectives when known."""
+    """Every section of the report, in reading order; `objectives` names the study's objectives when known,
+    `versus` holds each variant against the second reference (`reference=<experiment>`) when there is one."""
     return [
         Heading(f"Reproducibility report: study `{cfg.study_name}`", 1),
-        Paragraph(headline(table)),
+        Paragraph(headline(table, versus)),
         Paragraph(f"Recompute the whole report: `{report_command}`"),
         *results_section(table),
+        *reference_section(table, versus),
         *models_section(cfg, registered),
         *claim_section(table),
         *selection_section(cfg, study, table, objectives),
@@ -68,8 +71,9 @@ def blocks(
     ]
 
 
-def headline(table: Sequence[Row]) -> str:
-    """The answer in one paragraph: does any variant beat the baseline?"""
+def headline(table: Sequence[Row], versus: Sequence[Versus] = ()) -> str:
+    """The answer in one paragraph: does any variant beat the baseline (and does the champion beat the second
+    reference, when there is one)?"""
     baseline = next(row for row in table if row.candidate.role == "baseline")
     variants = [row for row in table if row.candidate.role == "variant"]
     better = [row.candidate.label for row in variants if row.verdict.startswith("better")]
@@ -81,10 +85,33 @@ def headline(table: Sequence[Row]) -> str:
     if not variants:
         return text + "The study has no COMPLETE trial besides the baseline, so no variant was compared."
     if better:
-        return text + f"Better than the baseline at 95 % ({PROCEDURE}): {', '.join(better)}."
+        text += f"Better than the baseline at 95 % ({PROCEDURE}): {', '.join(better)}."
+    else:
+        text += (
+            f"None of the {len(variants)} variant(s) is distinguishable from the baseline at 95 % "
+            f"({PROCEDURE}) — or better than it."
+        )
+    return f"{text} {reference_headline(table, versus)}" if versus else text
+
+
+def reference_headline(table: Sequence[Row], versus: Sequence[Versus]) -> str:
+    """Whether the champion beats the second reference, in one or two sentences."""
+    second = next(row for row in table if row.candidate.role == "reference")
+    text = (
+        f"The second reference, {second.candidate.label}: {pct(second.accuracy.mean)} ± "
+        f"{pct(second.accuracy.std)}. "
+    )
+    winner = champion(table)
+    if winner.candidate.role != "variant":
+        return text + (
+            "No variant beats the baseline, so the champion is the baseline, which is not tested against the "
+            "second reference."
+        )
+    verdict = next(entry for entry in versus if entry.candidate.label == winner.candidate.label)
+    difference = f", {signed_pp(verdict.comparison.difference)}" if verdict.comparison else ""
     return text + (
-        f"None of the {len(variants)} variant(s) is distinguishable from the baseline at 95 % "
-        f"({PROCEDURE}) — or better than it."
+        f"The champion, {winner.candidate.label}, against it: {verdict.verdict}{difference} ({PROCEDURE}, one "
+        "family over every variant against both references)."
     )
 
 
@@ -140,6 +167,47 @@ def results_section(table: Sequence[Row]) -> list[Block]:
         Heading("Every refit", 3),
         Paragraph(reuse_text([result for row in table for result in row.refits])),
         Table(("configuration", "seed", "test accuracy", "test errors", "MLflow run"), tuple(per_seed)),
+    ]
+
+
+def reference_section(table: Sequence[Row], versus: Sequence[Versus]) -> list[Block]:
+    """Each variant against the second reference, and which family the verdicts belong to (none without one)."""
+    if not versus:
+        return []
+    second = next(row for row in table if row.candidate.role == "reference")
+    overrides = " ".join(second.candidate.overrides)
+    claims = 2 * len(versus)
+    rows = tuple(
+        (
+            entry.candidate.label,
+            f"{signed_pp(entry.comparison.difference)} [{signed_pp(entry.comparison.ci_low)}, "
+            f"{signed_pp(entry.comparison.ci_high)}]"
+            if entry.comparison
+            else "—",
+            p_text(entry.comparison.p_value) if entry.comparison else "—",
+            str(entry.compared_seeds) if entry.compared_seeds else "—",
+            entry.verdict,
+        )
+        for entry in versus
+    )
+    return [
+        Heading(f"Against the second reference: {second.candidate.label}"),
+        Paragraph(
+            f"The second reference is an experiment file (`{overrides}`), refitted with the same seeds as every "
+            "configuration above and with the report's own `data.*`, `train.*` and `tracking.*` overrides, which "
+            "win over the file's values as they win over every trial's: it trains as this study's configurations "
+            "do here. Its row above compares it with the baseline, unadjusted. Below, each variant against it. "
+            f"These {len(versus)} comparisons and the {len(versus)} against the baseline form one family of "
+            f"{claims} hypotheses, tested together by Holm's procedure with interim looks "
+            "(report/sequential.py): each starts at 5 % / "
+            f"{claims} rather than 5 % / {len(versus)}, and the family-wise error rate over every verdict in this "
+            "report, against either reference, stays at most 5 %. That covers the verdict on the champion too, "
+            "although the champion is chosen by its verdict against the baseline."
+        ),
+        Table(
+            ("configuration", "difference vs reference [95 % CI]", "p (Welch)", "seeds compared", "verdict"),
+            rows,
+        ),
     ]
 
 

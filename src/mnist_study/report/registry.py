@@ -22,6 +22,8 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from mnist_study.paths import config_groups
+from mnist_study.provenance import in_key
+from mnist_study.report.refit import merge_overrides, override_key
 from mnist_study.report.results import Row, p_text, pct
 from mnist_study.serving import BASELINE_ALIAS, CHAMPION_ALIAS, MODEL_ID_TAG
 from mnist_study.whole_files import write_whole
@@ -138,23 +140,39 @@ def version_tags(row: Row, study: str, report_run_id: str) -> dict[str, str]:
     }
 
 
-def write_champion_experiment(folder: Path, study: str, winner: Row, report_command: str) -> Path:
-    """`<folder>/<study>_champion.yaml`: the champion's configuration as an experiment, headed by its command."""
+def carried(forwarded: Sequence[str]) -> tuple[str, ...]:
+    """The report's forwarded overrides that the champion's experiment file carries: those that may change what a
+    run computes (their keys are in a run's key, `provenance.in_key`: `train.precision`, `data.train_subset`, ...,
+    not `train.verbose` or `tracking.*`). Every refit trained with them, so retraining the champion needs them too.
+    A removal (`~key`) has no value to write and is left out."""
+    return tuple(item for item in forwarded if not item.startswith("~") and in_key(override_key(item)))
+
+
+def write_champion_experiment(
+    folder: Path, study: str, winner: Row, report_command: str, forwarded: Sequence[str] = ()
+) -> Path:
+    """`<folder>/<study>_champion.yaml`: the champion's configuration as an experiment, headed by its command,
+    with the report's forwarded overrides that change the numbers (`carried`) winning over the trial's own, as
+    they did in every refit, so that `python src/run.py <study>_champion` trains what the report measured."""
     name = f"{study}_champion"
+    extra = carried(forwarded)
+    overrides = merge_overrides(winner.candidate.overrides, extra)
     # An override of a config group (`optimizer=adam`) chooses an option in the defaults; any other sets a key.
     chosen = config_groups()
-    groups = [item for item in winner.candidate.overrides if item.split("=", 1)[0] in chosen]
-    keys = [item for item in winner.candidate.overrides if item not in groups]
+    groups = [item for item in overrides if item.split("=", 1)[0] in chosen]
+    keys = [item.lstrip("+") for item in overrides if item not in groups]
     body = OmegaConf.to_yaml(OmegaConf.from_dotlist(keys)) if keys else ""
     defaults = "".join(f"  - override /{item.replace('=', ': ', 1)}\n" for item in groups)
     trial = winner.candidate.trial
     source = f"trial {trial.number} of study {study}" if trial is not None else f"the baseline of study {study}"
     accuracy = f"{pct(winner.accuracy.mean)} ± {pct(winner.accuracy.std)} over {winner.accuracy.n} seeds"
+    with_report = f"# With the report's own {' '.join(extra)}, as every refit trained.\n" if extra else ""
     text = (
         "# @package _global_\n"
         f"# python src/run.py {name}\n"
         f"# The champion of `{report_command}` ({dt.date.today().isoformat()}): {source}, {winner.verdict}\n"
         f"# (test accuracy {accuracy}).\n"
+        + with_report
         + (f"defaults:\n{defaults}" if defaults else "")
         + f"name: {name}\n"
         + body

@@ -13,19 +13,32 @@ Every variant is compared with the baseline (Welch's two-sided t-test on test ac
 - **Futility** (non-binding: it can only remove verdicts, never add false ones): at an interim look, a variant
   whose p-value exceeds `futility_p` is settled as not distinguishable and refitted no further.
 
+**With a second reference** (`reference=<experiment>`), the family is every variant against the baseline and
+against that reference: `2 x m` hypotheses (a `Hypothesis` each), one Holm procedure over all of them, each
+starting at `level / 2m`. The family-wise error rate over every verdict the report states, against either
+reference, stays at most `level`; so the verdict on whichever variant becomes the champion (chosen against the
+baseline, on the test set) is covered too, which a single extra test of the champion alone would not be. The
+price is power: every comparison starts at half the level it has without a reference. A variant is refitted
+until both of its hypotheses are settled; the reference, like the baseline, at every look.
+
 This module is pure: the report supplies the comparisons through a callback (refitting as it goes), a finished
-report's numbers go through `decide`, and a test supplies simulated ones.
+report's numbers go through `decide`, and a test supplies simulated ones. The procedure runs over any hashable
+keys: variant labels (`decide`, the simulations) or `Hypothesis` keys (the report's refit loop).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from mnist_study.report import stats
 
 BETTER, WORSE, NOT_DISTINGUISHABLE = "better", "worse", "not distinguishable"
-NAME = "Holm over the variants, Welch's t-test at interim looks with error spending (group-sequential)"
+NAME = (
+    "Holm over the variants against each reference, Welch's t-test at interim looks with error spending "
+    "(group-sequential)"
+)
 
 
 @dataclass(frozen=True)
@@ -67,7 +80,7 @@ class Design:
 
 @dataclass(frozen=True)
 class Look:
-    """One variant's comparison with the baseline at one look."""
+    """One comparison (a variant with a reference) at one look."""
 
     p_value: float
     difference: float
@@ -75,7 +88,7 @@ class Look:
 
 @dataclass
 class Outcome:
-    """A variant's verdict, the look that settled it (and whose comparison decided), and its comparisons so far."""
+    """A verdict, the look that settled it (and whose comparison decided), and the comparisons so far."""
 
     verdict: str | None = None
     settled_at: int | None = None
@@ -88,9 +101,27 @@ class Outcome:
         return self.verdict is None
 
 
-def look(variant: Sequence[float], baseline: Sequence[float]) -> Look:
-    """A variant's test accuracies against the baseline's at one look: Welch's two-sided t-test."""
-    comparison = stats.welch(variant, baseline)
+@dataclass(frozen=True)
+class Hypothesis:
+    """One claim in the family: `variant` differs from `reference` (the baseline's label, or the second one's)."""
+
+    variant: str
+    reference: str
+
+
+def family(variants: Sequence[str], references: Sequence[str]) -> list[Hypothesis]:
+    """Every variant against every reference, reference by reference (the baseline first)."""
+    return [Hypothesis(variant, reference) for reference in references for variant in variants]
+
+
+def against(outcomes: Mapping[Hypothesis, Outcome], reference: str) -> dict[str, Outcome]:
+    """The outcomes of the hypotheses against `reference`, by variant label."""
+    return {claim.variant: outcome for claim, outcome in outcomes.items() if claim.reference == reference}
+
+
+def look(variant: Sequence[float], reference: Sequence[float]) -> Look:
+    """A variant's test accuracies against a reference's at one look: Welch's two-sided t-test."""
+    comparison = stats.welch(variant, reference)
     return Look(comparison.p_value, comparison.difference)
 
 
@@ -107,33 +138,35 @@ def decide(design: Design, accuracies: Mapping[str, Sequence[float]], baseline: 
     )
 
 
-# The report's callback: refit the baseline and the named variants to `seeds` seeds, then compare each
-# with the baseline: one comparison for every variant it was given.
-Compare = Callable[[int, Sequence[str]], Mapping[str, Look]]
+# What the procedure decides over: variant labels (the baseline the only reference) or `Hypothesis` keys.
+Key = TypeVar("Key", bound=Hashable)
+# The report's callback: refit the references and the variants of the open hypotheses to `seeds` seeds, then make
+# each of those comparisons: one for every key it was given.
+Compare = Callable[[int, Sequence[Key]], Mapping[Key, Look]]
 
 
-def run(design: Design, variants: Sequence[str], compare: Compare) -> dict[str, Outcome]:
-    """Look after each number of seeds in turn, refitting only the variants whose verdict is still open."""
-    outcomes = {variant: Outcome() for variant in variants}
+def run(design: Design, hypotheses: Sequence[Key], compare: Compare[Key]) -> dict[Key, Outcome]:
+    """Look after each number of seeds in turn, comparing only where the verdict is still open."""
+    outcomes = {hypothesis: Outcome() for hypothesis in hypotheses}
     for look, seeds in enumerate(design.looks):
-        still_open = [variant for variant in variants if outcomes[variant].open]
+        still_open = [hypothesis for hypothesis in hypotheses if outcomes[hypothesis].open]
         if not still_open:
             break
-        for variant, comparison in compare(seeds, still_open).items():
-            outcomes[variant].looks.append(comparison)
+        for hypothesis, comparison in compare(seeds, still_open).items():
+            outcomes[hypothesis].looks.append(comparison)
         settle(design, outcomes, look)
     return outcomes
 
 
-def settle(design: Design, outcomes: Mapping[str, Outcome], look: int) -> None:
+def settle(design: Design, outcomes: Mapping[Key, Outcome], look: int) -> None:
     """Holm's step-down over every look so far, then futility and the last look's verdicts."""
-    rejected = {variant for variant, outcome in outcomes.items() if outcome.verdict in (BETTER, WORSE)}
+    rejected = {key for key, outcome in outcomes.items() if outcome.verdict in (BETTER, WORSE)}
     while True:
-        remaining = [variant for variant in outcomes if variant not in rejected]
+        remaining = [key for key in outcomes if key not in rejected]
         if not remaining:
             break
         level = design.level / len(remaining)
-        newly = [variant for variant in remaining if reject(design, outcomes[variant], level, look)]
+        newly = [key for key in remaining if reject(design, outcomes[key], level, look)]
         if not newly:
             break
         rejected.update(newly)
@@ -147,10 +180,10 @@ def settle(design: Design, outcomes: Mapping[str, Outcome], look: int) -> None:
 
 
 def reject(design: Design, outcome: Outcome, level: float, look: int) -> bool:
-    """Whether any of the variant's looks so far passes its share of `level`; records the verdict if so."""
+    """Whether any of the hypothesis's looks so far passes its share of `level`; records the verdict if so."""
     if outcome.verdict in (BETTER, WORSE):
         return False
-    # A variant stopped for futility stays in the family: a level passed on later tests its looks again.
+    # A hypothesis stopped for futility stays in the family: a level passed on later tests its looks again.
     for index, comparison in enumerate(outcome.looks):
         if comparison.p_value <= level * design.spent(index) and comparison.difference != 0:
             outcome.verdict = BETTER if comparison.difference > 0 else WORSE
