@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from omegaconf import open_dict
+from omegaconf import DictConfig, open_dict
 
 from conftest import FAST_TRAIN_SUBSET, small_config, small_run
 from mnist_study import logged_config
@@ -165,19 +165,24 @@ def test_progress_lines_look_like_keras(capsys: pytest.CaptureFixture[str]) -> N
     assert f"{steps}/{steps}" in out and "val_accuracy:" in out
 
 
+def float32_config(*overrides: str) -> DictConfig:
+    """`small_config` in float32: XLA's rules for a float32 model (bfloat16 compiles only the update)."""
+    return small_config("train.precision=float32", *overrides)
+
+
 def test_auto_uses_xla_except_for_dropout_models() -> None:
-    assert use_xla(small_config())
-    assert not use_xla(small_config("model.dropout=0.2"))
-    assert not use_xla(small_config("train.jit_compile=false"))
-    assert use_xla(small_config("model.dropout=0.2", "train.jit_compile=true"))
+    assert use_xla(float32_config())
+    assert not use_xla(float32_config("model.dropout=0.2"))
+    assert not use_xla(float32_config("train.jit_compile=false"))
+    assert use_xla(float32_config("model.dropout=0.2", "train.jit_compile=true"))
 
 
 def test_scoring_is_compiled_by_xla_only_when_asked_or_logged_before_the_key() -> None:
-    assert use_xla(small_config()) and not use_xla_for_scoring(small_config())
-    assert use_xla_for_scoring(small_config("train.jit_compile_scoring=true"))
+    assert use_xla(float32_config()) and not use_xla_for_scoring(float32_config())
+    assert use_xla_for_scoring(float32_config("train.jit_compile_scoring=true"))
     # Never without XLA training: a dropout model under `auto` scores with TensorFlow's kernels too.
-    assert not use_xla_for_scoring(small_config("train.jit_compile_scoring=true", "model.dropout=0.2"))
-    old = small_config()
+    assert not use_xla_for_scoring(float32_config("train.jit_compile_scoring=true", "model.dropout=0.2"))
+    old = float32_config()
     with open_dict(old):
         del old.train["jit_compile_scoring"]
     assert use_xla_for_scoring(logged_config.upgrade(old))

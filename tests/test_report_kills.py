@@ -32,7 +32,7 @@ from omegaconf import OmegaConf
 from conftest import PROJECT_ROOT, run_cli, store_overrides
 from kill_points import SEAM, SEAM_VARIABLE
 from mnist_study.data import load_mnist
-from mnist_study.report import refit, selection
+from mnist_study.report import refit, selection, workers
 from mnist_study.report.refit import REUSED_TAG_PREFIX
 from mnist_study.report.strays import CLOSED_BY_TAG, CLOSED_REASON_TAG
 from mnist_study.serving import BASELINE_ALIAS, CHAMPION_ALIAS
@@ -266,7 +266,8 @@ def test_nothing_is_left_running_and_every_stray_says_which_report_closed_it(sto
             assert "was gone (killed)" in report.data.tags[CLOSED_REASON_TAG]
             assert f"closed {step.running} run(s) a killed report left RUNNING" in following.output, following.name
     assert by_id[reports[-1]].info.status == "FINISHED"
-    assert story.steps[0].running == 2  # The report run and the refit it was training.
+    # The report run and the refits its two workers were training (the second may not have started yet).
+    assert story.steps[0].running in (2, 3)
     for run in runs:
         if run.info.status == "KILLED":
             closed_by_a_report = run.data.tags.get(CLOSED_BY_TAG) in reports
@@ -354,11 +355,15 @@ def test_a_reused_refit_equals_a_fresh_one(story: Story) -> None:
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
         candidates = selection.candidates(study, selection.top_trials(study, 1))
         baseline = next(candidate for candidate in candidates if candidate.role == "baseline")
-        (planned,) = refit.plan([baseline], [0], [*SHRINK, *stores])
+        # As the report plans it with its default two workers: each refit sized to one worker's share of the cores.
+        threads = workers.thread_overrides(2)
+        (planned,) = refit.plan([baseline], [0], [*SHRINK, *stores, *threads])
     # The check's own run gets a seed no refit has, so that its key is no refit's.
     with tracked_run(OmegaConf.merge(planned.cfg, {"seed": 12345}), "reuse check") as tracked:
         reused = refit.run_refit(planned, tracked, "smoke")
-        fresh = refit.run_refit(planned, tracked, "smoke", reuse=False)
+        # Trained afresh as the report trains it: in a worker process.
+        with workers.RefitWorkers(2) as trainers:
+            (fresh,) = refit.run_refits([planned], tracked, "smoke", reuse=False, workers=trainers)
     assert reused.reused and not fresh.reused
     original = story.client.get_run(reused.run_id)
     assert (original.data.tags["report.configuration"], original.data.tags["report.seed"]) == (baseline.label, "0")

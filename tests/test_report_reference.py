@@ -4,7 +4,7 @@ error rate is simulated as tests/test_sequential.py does for the variants alone.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import pytest
@@ -139,12 +139,13 @@ def refit_loop(second: Candidate, monkeypatch: pytest.MonkeyPatch) -> tuple[list
     plans = [refit.Refit(candidate, seed, (), None) for candidate in candidates for seed in range(5)]
     asked: list[str] = []
 
-    def given(plan: refit.Refit, *_: object, **__: object) -> refit.RefitResult:
-        asked.append(f"{plan.candidate.label} seed={plan.seed}")
-        accuracy = ACCURACIES[plan.candidate.label][plan.seed]
-        return refit.RefitResult(plan, f"run-{plan.candidate.label}-{plan.seed}", accuracy, 0.1)
+    def given(plans: Sequence[refit.Refit], *_: object, **__: object) -> Iterator[refit.RefitResult]:
+        for plan in plans:
+            asked.append(f"{plan.candidate.label} seed={plan.seed}")
+            accuracy = ACCURACIES[plan.candidate.label][plan.seed]
+            yield refit.RefitResult(plan, f"run-{plan.candidate.label}-{plan.seed}", accuracy, 0.1)
 
-    monkeypatch.setattr(refit, "run_refit", given)
+    monkeypatch.setattr(refit, "run_refits", given)
     cfg = OmegaConf.create({"study_name": "frontier", "reuse": True, "seeds": 5})
     design = Design(seeds=5, interim_seeds=(3,))
     done, outcomes = build.refit_sequentially(plans, candidates, design, None, cfg)  # type: ignore[arg-type]

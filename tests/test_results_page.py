@@ -30,9 +30,19 @@ ROW = {
 
 def test_the_committed_pages_match_the_recorded_rows() -> None:
     rows = results_page.read_rows(results_page.DEFAULT_STUDY)
-    assert results_page.RESULTS_PAGE.read_text() == results_page.results_page(rows)
+    reference = results_page.read_rows(results_page.REFERENCE, required=False)
+    assert results_page.RESULTS_PAGE.read_text() == results_page.results_page(rows, reference)
     readme = results_page.README.read_text()
-    assert readme == results_page.readme_with_summary(readme, rows), "README's results block is out of date"
+    assert readme == results_page.readme_with_summary(readme, rows, reference), "README's results block is stale"
+
+
+def test_a_reference_commit_measured_on_the_same_seed_gives_the_speedup() -> None:
+    earlier = {**ROW, "sweep_s": 1200.0, "report_s": 600.0, "gain_points": 0.44, "commit": "2955a73"}
+    summary = results_page.summary([ROW], [earlier])
+    assert "sampler seed 3: 15.0 against 30.0 minutes with the defaults of commit 2955a73 (2.00x faster" in summary
+    assert "champion gain +0.49 against +0.44 points" in summary
+    # A reference measured on another seed is no side-by-side comparison.
+    assert "faster" not in results_page.summary([ROW], [{**earlier, "seed": 0}])
 
 
 def test_a_row_becomes_a_table_line_and_a_summary(tmp_path: Path) -> None:
@@ -43,7 +53,7 @@ def test_a_row_becomes_a_table_line_and_a_summary(tmp_path: Path) -> None:
     assert [row["seed"] for row in rows] == [3, 4]
     table = results_page.seed_table(rows)
     assert table[2] == (
-        "| 3 | 10.0 min | 5.0 min | trial 9 (val 0.9880) | trial 9 | 98.51 % | +0.49 | 2026-12-02 at abc1234 |"
+        "| 3 | 10.0 min | 5.0 min | trial 9 (val 0.9880) | trial 9 | 98.51 % (5) | +0.49 | 2026-12-02 at abc1234 |"
     )
     summary = results_page.summary(rows)
     assert "98.40 to 98.51 %" in summary

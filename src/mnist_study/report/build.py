@@ -28,6 +28,7 @@ from mnist_study.report import (
     selection,
     sequential,
     strays,
+    workers,
 )
 from mnist_study.report.rerun import RerunResult, rerun_in_subprocess
 from mnist_study.report.results import Row, Versus
@@ -42,6 +43,8 @@ def build(cfg: DictConfig, forwarded: Sequence[str], given: Sequence[str]) -> Pa
     """Write report.md and report.html for `cfg.study_name`; return the folder they are in."""
     if cfg.seeds < 1:
         raise ReportError(f"seeds={cfg.seeds}: must be >= 1 (2 or more for confidence intervals and p-values)")
+    if cfg.workers < 1:
+        raise ReportError(f"workers={cfg.workers}: must be >= 1 (1 refits one at a time in the report's process)")
     second = reference.candidate(cfg.reference)
     study = selection.load_study(cfg.study_name, cfg.storage)
     rescore_seeds = list(cfg.rescore.seeds)
@@ -54,9 +57,11 @@ def build(cfg: DictConfig, forwarded: Sequence[str], given: Sequence[str]) -> Pa
     # refits are planned for the whole pool; re-scoring then says which of them run.
     to_rescore = pool[: cfg.rescore.trials] if rescoring else []
     fits = rescore.plan(to_rescore, rescore_seeds, forwarded)
-    every_plan = refit.plan(selection.candidates(study, pool), seeds, forwarded)
+    # Refits trained two at a time size TensorFlow's thread pools to their share of the cores, in their configs.
+    threads = [*forwarded, *workers.thread_overrides(cfg.workers, forwarded)]
+    every_plan = refit.plan(selection.candidates(study, pool), seeds, threads)
     if second is not None:
-        every_plan += reference.plan(second, seeds, forwarded)
+        every_plan += reference.plan(second, seeds, threads)
     before = f", after re-scoring {len(to_rescore)} trials at seeds {rescore_seeds}" if to_rescore else ""
     companions = 2 if second is None else 3
     configurations = f"{companions + min(cfg.top_k, len(pool))} configurations x {len(seeds)} seeds"
@@ -88,7 +93,8 @@ def build(cfg: DictConfig, forwarded: Sequence[str], given: Sequence[str]) -> Pa
         chosen = {candidate.label for candidate in candidates}
         plans = [planned for planned in every_plan if planned.candidate.label in chosen]
         design = procedure(cfg)
-        done, outcomes = refit_sequentially(plans, candidates, design, tracked, cfg)
+        with workers.RefitWorkers(cfg.workers) as trainers:
+            done, outcomes = refit_sequentially(plans, candidates, design, tracked, cfg, trainers)
         tracked.set_tags(
             {
                 "report.refits_reused": str(sum(result.reused for result in done)),
@@ -148,10 +154,12 @@ def refit_sequentially(
     design: sequential.Design,
     tracked: TrackedRun,
     cfg: DictConfig,
+    trainers: workers.RefitWorkers | None = None,
 ) -> tuple[list[refit.RefitResult], dict[sequential.Hypothesis, sequential.Outcome]]:
     """Refit look by look: at each, the baseline, the replica, the second reference (if any) and every variant with
-    a hypothesis still open get the look's seeds; `sequential` then says which verdicts are settled. The family is
-    every variant against each reference (`sequential.family`). Reused where the same refit FINISHED."""
+    a hypothesis still open get the look's seeds, all at once by `trainers` when there are several; `sequential`
+    then says which verdicts are settled. The family is every variant against each reference
+    (`sequential.family`). Reused where the same refit FINISHED."""
     by_label = {c.label: [p for p in plans if p.candidate.label == c.label] for c in candidates}
     done: dict[str, list[refit.RefitResult]] = {label: [] for label in by_label}
     # The baseline first: the hypotheses against it are the study's own claims; the second reference's follow.
@@ -159,35 +167,41 @@ def refit_sequentially(
     references += [c.label for c in candidates if c.role == reference.ROLE]
     companions = [c.label for c in candidates if c.role != "variant"]
     variants = [c.label for c in candidates if c.role == "variant"]
+    parallel = trainers if trainers is not None and trainers.workers > 1 else None
 
-    def refit_up_to(label: str, seeds: int) -> list[float]:
-        for planned in by_label[label][len(done[label]) : seeds]:
-            result = refit.run_refit(planned, tracked, cfg.study_name, reuse=cfg.reuse)
-            done[label].append(result)
+    def refit_up_to(labels: Sequence[str], seeds: int) -> None:
+        wanted = dict.fromkeys(labels)
+        missing = [planned for label in wanted for planned in by_label[label][len(done[label]) : seeds]]
+        finished = {}
+        for result in refit.run_refits(missing, tracked, cfg.study_name, cfg.reuse, parallel):
+            finished[id(result.refit)] = result
             how = f"reused run {result.run_id}" if result.reused else f"{result.seconds:.1f}s"
-            count = sum(len(results) for results in done.values())
+            count = sum(len(results) for results in done.values()) + len(finished)
             print(
-                f"refit {count} (at most {len(plans)}) {label} seed={planned.seed}: "
+                f"refit {count} (at most {len(plans)}) {result.refit.candidate.label} seed={result.refit.seed}: "
                 f"test_accuracy={result.test_accuracy:.4f} {how}",
                 flush=True,
             )
+        for planned in missing:
+            done[planned.candidate.label].append(finished[id(planned)])
+
+    def accuracies(label: str, seeds: int) -> list[float]:
         return [result.test_accuracy for result in done[label][:seeds]]
 
     def compare(
         seeds: int, open_hypotheses: Sequence[sequential.Hypothesis]
     ) -> dict[sequential.Hypothesis, sequential.Look]:
-        for label in companions:
-            refit_up_to(label, seeds)
+        claims = [label for claim in open_hypotheses for label in (claim.variant, claim.reference)]
+        refit_up_to([*companions, *claims], seeds)
         return {
-            claim: sequential.look(refit_up_to(claim.variant, seeds), refit_up_to(claim.reference, seeds))
+            claim: sequential.look(accuracies(claim.variant, seeds), accuracies(claim.reference, seeds))
             for claim in open_hypotheses
         }
 
     hypotheses = sequential.family(variants, references)
     outcomes = sequential.run(design, hypotheses, compare) if cfg.seeds >= 2 else {}
     # Without variants (or seeds to compare) nothing above refitted: the references and replica still get theirs.
-    for label in companions:
-        refit_up_to(label, cfg.seeds if not variants or cfg.seeds < 2 else design.looks[0])
+    refit_up_to(companions, cfg.seeds if not variants or cfg.seeds < 2 else design.looks[0])
     for claim, outcome in outcomes.items():
         if outcome.verdict is not None and outcome.settled_at is not None:
             seeds = design.looks[outcome.settled_at]

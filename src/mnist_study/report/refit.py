@@ -14,21 +14,28 @@ from __future__ import annotations
 
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from hydra import compose
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mnist_study.checks import validate
 from mnist_study.metrics import FINAL_METRICS, HISTORY_METRICS
 from mnist_study.provenance import RUN_KEY_TAG, run_key
 from mnist_study.report.selection import Candidate
 from mnist_study.report.strays import process_tags
+from mnist_study.report.workers import portable
 from mnist_study.serving import MODEL_ID_TAG
 from mnist_study.tracking import TrackedRun
+
+if TYPE_CHECKING:
+    import keras
+
+    from mnist_study.report.workers import RefitWorkers
 
 # What makes a run a refit: no validation hold-out (fit on all training images). With no validation split the
 # study's objective (val_accuracy) does not exist, and nothing is selected on a refit, so its objective is the
@@ -97,49 +104,112 @@ def plan(candidates: Sequence[Candidate], seeds: Sequence[int], forwarded: Seque
 
 def run_refit(refit: Refit, report: TrackedRun, study_name: str, reuse: bool = True) -> RefitResult:
     """The refit's result: reused from a FINISHED run with the same key when `reuse` and there is one, otherwise
-    trained inside its own MLflow run, a child of the report run, tagged `report`."""
-    from omegaconf import open_dict
+    trained in this process inside its own MLflow run, a child of the report run, tagged `report`."""
+    cfg = refit_config(refit, report)
+    earlier = reused_result(refit, cfg, report) if reuse else None
+    if earlier is not None:
+        return earlier
+    return train_refit(refit, cfg, {**refit_tags(refit, cfg, study_name), **process_tags()}, study_name)
 
-    from mnist_study.describe import protocol
 
+def run_refits(
+    refits: Sequence[Refit], report: TrackedRun, study_name: str, reuse: bool, workers: RefitWorkers | None
+) -> Iterator[RefitResult]:
+    """Every refit's result, as each is ready: first those reused, then those trained, by `workers` when there
+    are any (several at once, each in its own process), else one after the other in this process."""
+    to_train = []
+    for refit in refits:
+        cfg = refit_config(refit, report)
+        earlier = reused_result(refit, cfg, report) if reuse else None
+        if earlier is not None:
+            yield earlier
+        else:
+            to_train.append((refit, cfg))
+    if workers is None:
+        for refit, cfg in to_train:
+            yield train_refit(refit, cfg, {**refit_tags(refit, cfg, study_name), **process_tags()}, study_name)
+        return
+    jobs = [
+        (refit.candidate.label, refit.seed, portable(cfg), refit_tags(refit, cfg, study_name), study_name)
+        for refit, cfg in to_train
+    ]
+    for index, trained in workers.train(jobs):
+        yield RefitResult(to_train[index][0], **trained)
+
+
+def refit_config(refit: Refit, report: TrackedRun) -> DictConfig:
+    """The refit's composed config as it trains: a child of the report run, quiet."""
     cfg = refit.cfg.copy()
     with open_dict(cfg):
         cfg.tracking.parent_run_id = report.run_id
         cfg.train.verbose = 0
-    earlier = reusable_run(report.client, report.experiment_id, cfg) if reuse else None
-    if earlier is not None:
-        what = f"{refit.candidate.label} seed={refit.seed}"
-        report.set_tags({f"{REUSED_TAG_PREFIX}{earlier.info.run_id}": what})
-        return stored_result(report.client, refit, earlier)
-    tags = {
+    return cfg
+
+
+def reused_result(refit: Refit, cfg: DictConfig, report: TrackedRun) -> RefitResult | None:
+    """The result of a FINISHED run with the refit's key, recorded on the report run as a reuse; None if none."""
+    earlier = reusable_run(report.client, report.experiment_id, cfg)
+    if earlier is None:
+        return None
+    report.set_tags({f"{REUSED_TAG_PREFIX}{earlier.info.run_id}": f"{refit.candidate.label} seed={refit.seed}"})
+    return stored_result(report.client, refit, earlier)
+
+
+def refit_tags(refit: Refit, cfg: DictConfig, study_name: str) -> dict[str, str]:
+    """What a refit's run is tagged with, besides the process that trains it (`strays.process_tags`)."""
+    from mnist_study.describe import protocol
+
+    return {
         "report": study_name,
         "report.configuration": refit.candidate.label,
         "report.seed": str(refit.seed),
         "report.command": refit.command(),
         "protocol": protocol(cfg),
         "mlflow.source.name": "src/report.py",
-        **process_tags(),
     }
-    return train_refit(refit, cfg, tags, study_name)
 
 
 def train_refit(refit: Refit, cfg: DictConfig, tags: dict[str, str], study_name: str) -> RefitResult:
     """Train the refit in a new MLflow run (TensorFlow loads here, not before)."""
+    trained = train_labelled(refit.candidate.label, refit.seed, cfg, tags, study_name)
+    return RefitResult(refit, **trained)
+
+
+def train_in_worker(
+    label: str,
+    seed: int,
+    cfg: dict,
+    tags: dict[str, str],
+    study_name: str,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> dict[str, Any]:
+    """A refit trained in a worker process (`workers.RefitWorkers`); its run records the worker's process."""
+    return train_labelled(label, seed, OmegaConf.create(cfg), {**tags, **process_tags()}, study_name, callbacks)
+
+
+def train_labelled(
+    label: str,
+    seed: int,
+    cfg: DictConfig,
+    tags: dict[str, str],
+    study_name: str,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> dict[str, Any]:
+    """Train `label` at `seed` in a new MLflow run; what `RefitResult` holds besides the plan."""
     from mnist_study.tracked_training import train_tracked
 
     started = time.perf_counter()
-    name = f"{refit.candidate.label} seed={refit.seed}"
-    what = f"A refit of {refit.candidate.label} at seed {refit.seed}, for the report on study `{study_name}`."
-    trained = train_tracked(cfg, name, tags, what=what)
+    name = f"{label} seed={seed}"
+    what = f"A refit of {label} at seed {seed}, for the report on study `{study_name}`."
+    trained = train_tracked(cfg, name, tags, what=what, more_callbacks=lambda run_id: callbacks)
     result = trained.result
-    return RefitResult(
-        refit,
-        trained.run_id,
-        result["test_accuracy"],
-        result["test_loss"],
-        result["history"],
-        time.perf_counter() - started,
-    )
+    return {
+        "run_id": trained.run_id,
+        "test_accuracy": float(result["test_accuracy"]),
+        "test_loss": float(result["test_loss"]),
+        "history": {key: [float(value) for value in values] for key, values in result["history"].items()},
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def reusable_run(client: MlflowClient, experiment_id: str, cfg: DictConfig) -> Run | None:
