@@ -35,6 +35,10 @@ def report_argv(folder: Path, *args: str) -> list[str]:
     if not any(arg.startswith("experiments_dir=") for arg in args):
         # The champion's experiment file goes beside the stores, never into the repository's experiments/.
         stores.append(f"experiments_dir={folder}")
+    if not any(arg.startswith("workers=") for arg in args):
+        # Refits of a few hundred images in this process: two worker processes would each import TensorFlow for
+        # seconds of training. The default two workers are tested where they matter, in test_report_kills.py.
+        stores.append("workers=1")
     return [sys.executable, str(REPORT_PY), *stores, *args]
 
 

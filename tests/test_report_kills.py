@@ -44,7 +44,8 @@ pytestmark = pytest.mark.slow
 SEAM_MARKER = "test seam: SIGKILL at"
 # Three configurations (replica, baseline, the top trial) at two seeds: six refits of 1 000 images, one epoch.
 SHRINK = ("data.train_subset=1000", "train.epochs=1", "tracking.plots=false")
-ARGUMENTS = ("study_name=smoke", "seeds=2", "top_k=1", *SHRINK)
+# The report's default two refit workers: kills must reach the refits they train, and restarts reuse them.
+ARGUMENTS = ("study_name=smoke", "seeds=2", "top_k=1", "workers=2", *SHRINK)
 REFITS = 3 * 2
 MODEL = "mnist-mlp"
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from hydra import compose
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 from mnist_study.checks import validate
 from mnist_study.metrics import FINAL_METRICS, HISTORY_METRICS
@@ -129,6 +129,7 @@ def run_refits(
         for refit, cfg in to_train:
             yield train_refit(refit, cfg, {**refit_tags(refit, cfg, study_name), **process_tags()}, study_name)
         return
+    # What `train_labelled` is given in a worker, the config as plain data.
     jobs = [
         (refit.candidate.label, refit.seed, portable(cfg), refit_tags(refit, cfg, study_name), study_name)
         for refit, cfg in to_train
@@ -173,18 +174,6 @@ def train_refit(refit: Refit, cfg: DictConfig, tags: dict[str, str], study_name:
     """Train the refit in a new MLflow run (TensorFlow loads here, not before)."""
     trained = train_labelled(refit.candidate.label, refit.seed, cfg, tags, study_name)
     return RefitResult(refit, **trained)
-
-
-def train_in_worker(
-    label: str,
-    seed: int,
-    cfg: dict,
-    tags: dict[str, str],
-    study_name: str,
-    callbacks: Sequence[keras.callbacks.Callback] = (),
-) -> dict[str, Any]:
-    """A refit trained in a worker process (`workers.RefitWorkers`); its run records the worker's process."""
-    return train_labelled(label, seed, OmegaConf.create(cfg), {**tags, **process_tags()}, study_name, callbacks)
 
 
 def train_labelled(

@@ -87,7 +87,8 @@ def _serve(connection: Connection) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, _note_interrupt)
     try:
-        from mnist_study.report.refit import train_in_worker
+        from mnist_study.report.refit import train_labelled
+        from mnist_study.report.strays import process_tags
 
         while True:
             try:
@@ -96,8 +97,12 @@ def _serve(connection: Connection) -> None:
                 return
             if job is None or INTERRUPTED.is_set():
                 return
+            label, seed, plain, tags, study_name = job
+            cfg = OmegaConf.create(plain)
+            # The run records this worker's process, so that a report started later can tell it is gone.
+            tags = {**tags, **process_tags()}
             try:
-                answer = ("result", train_in_worker(*job, callbacks=(_stop_when_asked(),)))
+                answer = ("result", train_labelled(label, seed, cfg, tags, study_name, (_stop_when_asked(),)))
             except Exception as error:  # The report raises it again, as if the refit had failed in its process.
                 answer = ("error", f"{type(error).__name__}: {error}\n{traceback.format_exc()}")
             connection.send(answer)
@@ -145,7 +150,8 @@ class RefitWorkers:
             self.connections.append(ours)
 
     def train(self, jobs: Sequence[tuple[Any, ...]]) -> Iterator[tuple[int, dict]]:
-        """Train every job (the arguments of `refit.train_in_worker`), as many at once as there are workers;
+        """Train every job ((label, seed, config as plain data, tags, study name) for `refit.train_labelled`), as
+        many at once as there are workers;
         yield (the job's index, its result) as each finishes."""
         if jobs and not self.processes:
             self._start()
