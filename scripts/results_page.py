@@ -86,14 +86,16 @@ def summary(rows: list[dict], reference: list[dict] = ()) -> str:
     total = [(row["sweep_s"] + row["report_s"]) / 60 for row in rows]
     gains = [row["gain_points"] for row in rows]
     accuracies = [100 * row["champion_mean"] for row in rows]
-    baselines = sorted({f"{100 * row['baseline_mean']:.2f} %" for row in rows})
+    baseline_means = sorted(100 * row["baseline_mean"] for row in rows)
+    low, high = baseline_means[0], baseline_means[-1]
+    baselines = f"{low:.2f} %" if f"{low:.2f}" == f"{high:.2f}" else f"{low:.2f} to {high:.2f} %"
     better = sum(row["verdict"].startswith("better") for row in rows)
     counts = sorted({refits(row) for row in rows})
     over = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
     return (
         f"Over {len(rows)} sampler seeds, `make sweep` then `python src/report.py` handed over a champion with "
         f"{min(accuracies):.2f} to {max(accuracies):.2f} % test accuracy (mean of {over} refits) against the "
-        f"baseline's {', '.join(baselines)}: a gain of {min(gains):+.2f} to {max(gains):+.2f} points, better than "
+        f"baseline's {baselines}: a gain of {min(gains):+.2f} to {max(gains):+.2f} points, better than "
         f"the baseline at 95 % on {better} of {len(rows)} seeds. Sweep and report together took "
         f"{min(total):.0f} to {max(total):.0f} minutes on 2 cores (median {statistics.median(total):.0f})."
         f"{speedup(rows, list(reference))}"
@@ -103,11 +105,12 @@ def summary(rows: list[dict], reference: list[dict] = ()) -> str:
 def results_page(rows: list[dict], reference: list[dict] = ()) -> str:
     """docs/results.md: the table, the summary and where each number comes from."""
     sources = sorted({row.get("source", "") for row in rows} - {""})
-    loads = [f"- seed {row['seed']}: {row['load']}" for row in rows if row.get("load")]
+    measured = [*rows, *reference]
+    loads = [f"- seed {row['seed']} at {row['commit']}: {row['load']}" for row in measured if row.get("load")]
     averages = [
         f"- seed {row['seed']}: {row['load_average'][0]:.1f} before the sweep, {row['load_average'][1]:.1f} after "
         "the report"
-        for row in [*rows, *reference]
+        for row in measured
         if row.get("load_average")
     ]
     parts = [
