@@ -64,10 +64,10 @@ TEST_WORKERS ?= 2
 test: install
 	$(RUN) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
 
-# The tests not marked slow, in one process: no subprocess (tests/fast_tier.py fails one that starts any), no
-# training beyond a few hundred images.
+# The tests not marked slow: no subprocess (tests/fast_tier.py fails one that starts any), no training beyond a few
+# hundred images; two pytest workers, as make test, so that both cores work.
 test-fast: install
-	$(RUN) -m pytest -m "not slow" --durations=5
+	$(RUN) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile --durations=5
 
 # Benchmarks, not tests: they print measured tables (see benchmarks/README.md) and take several minutes.
 bench: install
