@@ -105,7 +105,11 @@ def assert_study_complete(services: Services, study: str, n_trials: int) -> tupl
     recorded = {trial.user_attrs[MLFLOW_RUN_ATTR] for trial in trials if MLFLOW_RUN_ATTR in trial.user_attrs}
     assert recorded <= {run.info.run_id for run in children}
     unrecorded = [run for run in children if run.info.run_id not in recorded]
-    assert all(run.info.status == "KILLED" for run in unrecorded), [r.info.run_name for r in unrecorded]
+    # On failure, say what each such run ended as and why, and what every trial says, to tell which path left it.
+    assert all(run.info.status == "KILLED" for run in unrecorded), (
+        [(r.info.run_name, r.info.status, r.data.tags.get("error")) for r in unrecorded],
+        [(t.number, t.state.name, t.user_attrs.get(FAIL_REASON)) for t in trials],
+    )
     assert all(run.info.status != "RUNNING" for run in children), [
         (r.info.run_name, r.info.status) for r in children
     ]
