@@ -361,7 +361,7 @@ def test_a_reused_refit_equals_a_fresh_one(story: Story) -> None:
         (planned,) = refit.plan([baseline], [0], [*SHRINK, *stores, *threads])
     # The check's own run gets a seed no refit has, so that its key is no refit's.
     with tracked_run(OmegaConf.merge(planned.cfg, {"seed": 12345}), "reuse check") as tracked:
-        reused = refit.run_refit(planned, tracked, "smoke")
+        (reused,) = refit.run_refits([planned], tracked, "smoke", reuse=True, workers=None)
         # Trained afresh as the report trains it: in a worker process.
         with workers.RefitWorkers(2) as trainers:
             (fresh,) = refit.run_refits([planned], tracked, "smoke", reuse=False, workers=trainers)

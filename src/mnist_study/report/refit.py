@@ -102,16 +102,6 @@ def plan(candidates: Sequence[Candidate], seeds: Sequence[int], forwarded: Seque
     return refits
 
 
-def run_refit(refit: Refit, report: TrackedRun, study_name: str, reuse: bool = True) -> RefitResult:
-    """The refit's result: reused from a FINISHED run with the same key when `reuse` and there is one, otherwise
-    trained in this process inside its own MLflow run, a child of the report run, tagged `report`."""
-    cfg = refit_config(refit, report)
-    earlier = reused_result(refit, cfg, report) if reuse else None
-    if earlier is not None:
-        return earlier
-    return train_refit(refit, cfg, {**refit_tags(refit, cfg, study_name), **process_tags()}, study_name)
-
-
 def run_refits(
     refits: Sequence[Refit], report: TrackedRun, study_name: str, reuse: bool, workers: RefitWorkers | None
 ) -> Iterator[RefitResult]:
