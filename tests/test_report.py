@@ -247,3 +247,13 @@ def test_a_variant_settled_early_is_compared_on_the_seeds_that_settled_it() -> N
     assert seven.comparison.difference == pytest.approx(0.0050)
     assert not three.better_than_baseline
     assert three.verdict.startswith("not distinguishable from the baseline (refits stopped after 3 seeds")
+
+
+def test_the_report_command_it_records_hides_a_store_password() -> None:
+    """report.md, the champion file and the report run's tag quote this command: a password must not reach them."""
+    from mnist_study.report.build import report_command
+
+    given = ["storage=postgresql://optuna:s3cret@db.example/optuna", "seeds=3"]
+    command = report_command(given)
+    assert "s3cret" not in command
+    assert command == "python src/report.py storage=postgresql://optuna:***@db.example/optuna seeds=3"

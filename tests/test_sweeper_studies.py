@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from optuna.distributions import IntDistribution
 from optuna.trial import TrialState
 
-from mnist_study.sweep import schema
+from mnist_study.sweep import parent_run, schema
 from mnist_study.sweep.storage import open_storage
 from mnist_study.sweep.sweeper import open_study
 
@@ -97,3 +98,24 @@ def test_the_later_of_two_racing_asks_for_the_last_slot_is_surplus(tmp_path: Pat
     second.tell(theirs, state=TrialState.FAIL)
     later = first.ask(SPACE)
     assert schema.rank(first.get_trials(), later.number) == 2
+
+
+def test_claiming_the_parent_run_is_not_announced_as_a_new_study(storage_url: str) -> None:
+    """Optuna logs "A new study created" for every study; the claim study is bookkeeping a user never made, so its
+    creation says nothing (the user's own study is still announced), and the election still works."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("optuna")
+    logger.addHandler(handler)
+    verbosity = optuna.logging.get_verbosity()
+    try:
+        study = optuna.create_study(study_name="announced", storage=open_storage(storage_url))
+        assert parent_run._claim(study, storage_url, None)
+        assert not parent_run._claim(study, storage_url, None)
+    finally:
+        logger.removeHandler(handler)
+    messages = [record.getMessage() for record in records]
+    assert any("announced" in message for message in messages), messages
+    assert not any(parent_run.CLAIM_SUFFIX in message for message in messages), messages
+    assert optuna.logging.get_verbosity() == verbosity

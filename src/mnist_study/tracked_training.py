@@ -7,6 +7,11 @@ not an error) and `optuna.TrialPruned` is raised again once the run is closed.
 
 from __future__ import annotations
 
+# First, so that TensorFlow's start-up noise is silenced before anything imports keras: a report imports this
+# module only once it trains in its own process.
+import mnist_study.quiet_tensorflow  # noqa: F401
+
+# isort: split
 import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence

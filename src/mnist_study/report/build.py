@@ -33,10 +33,17 @@ from mnist_study.report import (
 from mnist_study.report.rerun import RerunResult, rerun_in_subprocess
 from mnist_study.report.results import Row, Versus
 from mnist_study.report.selection import ReportError
+from mnist_study.secrets import redact
 from mnist_study.sweep.schema import MLFLOW_RUN_ATTR
 from mnist_study.tracking import TrackedRun
 
 log = logging.getLogger(__name__)
+
+
+def report_command(given: Sequence[str]) -> str:
+    """The command that recomputes this report, as the report run's tag, report.md and the champion file show it:
+    a store URL's password is hidden, since all three are read by whoever can read the store or the repository."""
+    return redact(shlex.join(["python", "src/report.py", *given]))
 
 
 def build(cfg: DictConfig, forwarded: Sequence[str], given: Sequence[str]) -> Path:
@@ -67,14 +74,15 @@ def build(cfg: DictConfig, forwarded: Sequence[str], given: Sequence[str]) -> Pa
     configurations = f"{companions + min(cfg.top_k, len(pool))} configurations x {len(seeds)} seeds"
     print(f"report on study {cfg.study_name}: {configurations}{before}", flush=True)
 
-    import mnist_study.quiet_tensorflow  # noqa: F401  (before keras: its start-up noise stays hidden)
+    # TensorFlow is imported only where this process trains or describes it (`tracked_training`,
+    # `environment.facts`): a report whose refits are reused or trained by its workers starts seconds sooner.
     from mnist_study.tracking import tracked_run
 
     # Every refit builds a new model, so TensorFlow warns about retracing; that says nothing about the report.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
     report_cfg = with_parent(cfg, selection.parent_run_id(study))
-    command = shlex.join(["python", "src/report.py", *given])
+    command = report_command(given)
     tags = {
         "report": cfg.study_name,
         "mlflow.source.name": "src/report.py",

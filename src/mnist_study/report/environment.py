@@ -47,6 +47,9 @@ def project_file_sha256(path: str) -> str:
 
 def facts(cfg: DictConfig) -> list[Fact]:
     """Every environment fact, after the refits ran (TensorFlow's thread pools exist by then)."""
+    import mnist_study.quiet_tensorflow  # noqa: F401  (before tensorflow: its start-up noise stays hidden)
+
+    # isort: split
     import tensorflow as tf
     from tensorflow.python.framework import config as tf_config
 

@@ -87,6 +87,9 @@ def _serve(connection: Connection) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, _note_interrupt)
     try:
+        import mnist_study.quiet_tensorflow  # noqa: F401  (first: TensorFlow's start-up noise stays hidden)
+
+        # isort: split
         from mnist_study.report.refit import train_labelled
         from mnist_study.report.strays import process_tags
 

@@ -211,10 +211,15 @@ def _wait_for_parent_id(study: optuna.Study) -> str | None:
 
 def _claim(study: optuna.Study, storage_url: str, replacing: str | None) -> bool:
     """Whether this worker won the right to create the study's parent run (in place of `replacing`, if given)."""
+    # Optuna announces every study it creates; the claim is the sweep's own bookkeeping, not a study a user made.
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         claim = optuna.create_study(study_name=_claim_name(study, replacing), storage=open_storage(storage_url))
     except optuna.exceptions.DuplicatedStudyError:
         return False
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     # Who holds the claim, for the error a waiting worker raises should the winner die before recording the run.
     claim.set_user_attr(HOST, this_host())
     claim.set_user_attr(PID, os.getpid())
