@@ -21,6 +21,9 @@ DEFAULT_STUDY = ROOT / "benchmarks" / "results" / "default_study.jsonl"
 # The same benchmark at an earlier commit's defaults, run the same day from a worktree of that commit: the speedup
 # is the ratio of wall times on the seeds both measured.
 REFERENCE = ROOT / "benchmarks" / "results" / "reference.jsonl"
+# `default_study.py --experiment frontier`: the frontier study and its report, with the default study's champion
+# refitted beside its variants as a second reference.
+FRONTIER_STUDY = ROOT / "benchmarks" / "results" / "frontier_study.jsonl"
 RESULTS_PAGE = ROOT / "docs" / "results.md"
 README = ROOT / "README.md"
 # The README's generated block lies between these two lines; everything else in the README is prose.
@@ -102,7 +105,41 @@ def summary(rows: list[dict], reference: list[dict] = ()) -> str:
     )
 
 
-def results_page(rows: list[dict], reference: list[dict] = ()) -> str:
+def frontier_table(rows: list[dict]) -> list[str]:
+    """The frontier study per seed: its champion against the baseline and against the default study's champion."""
+    lines = [
+        "| seed | study | report | champion | champion test (refits) | gain (points) | default champion's test "
+        "| vs it (points) | verdict against it | measured |",
+        "|---:|---:|---:|---|---:|---:|---:|---:|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['seed']} | {minutes(row['sweep_s'])} | {minutes(row['report_s'])} | {row['champion']} "
+            f"| {100 * row['champion_mean']:.2f} % ({refits(row)}) | {row['gain_points']:+.2f} "
+            f"| {100 * row['reference_mean']:.2f} % | {row['vs_reference_points']:+.2f} "
+            f"| {row['verdict_vs_reference']} | {row['date']} at {row['commit']} |"
+        )
+    return lines
+
+
+def frontier_summary(rows: list[dict]) -> str:
+    """One paragraph: how far the deeper family went, against the default study's champion, and how long."""
+    total = [(row["sweep_s"] + row["report_s"]) / 60 for row in rows]
+    accuracies = [100 * row["champion_mean"] for row in rows]
+    references = [100 * row["reference_mean"] for row in rows]
+    ahead = [row["vs_reference_points"] for row in rows]
+    better = sum(row["verdict_vs_reference"].startswith("better") for row in rows)
+    return (
+        f"The frontier study (`python src/run.py frontier`: 1 to 3 hidden layers and a training recipe) and its "
+        f"report, over {len(rows)} sampler seed{'s' if len(rows) > 1 else ''}: a champion with "
+        f"{min(accuracies):.2f} to {max(accuracies):.2f} % test accuracy against the default study's champion's "
+        f"{min(references):.2f} to {max(references):.2f} % refitted beside it ({min(ahead):+.2f} to "
+        f"{max(ahead):+.2f} points), better than it at 95 % on {better} of {len(rows)}, in "
+        f"{min(total):.0f} to {max(total):.0f} minutes on 2 cores (median {statistics.median(total):.0f})."
+    )
+
+
+def results_page(rows: list[dict], reference: list[dict] = (), frontier: list[dict] = ()) -> str:
     """docs/results.md: the table, the summary and where each number comes from."""
     sources = sorted({row.get("source", "") for row in rows} - {""})
     measured = [*rows, *reference]
@@ -144,6 +181,20 @@ def results_page(rows: list[dict], reference: list[dict] = ()) -> str:
         ]
     if sources:
         parts += ["", *[f"Source: {source}." for source in sources]]
+    if frontier:
+        parts += [
+            "",
+            "## The frontier study",
+            "",
+            "`benchmarks/default_study.py --experiment frontier` (its rows:",
+            "`benchmarks/results/frontier_study.jsonl`): the same path for `experiments/frontier.yaml`, whose",
+            "report refits the default study's champion (`experiments/mnist-mlp_champion.yaml`) beside its",
+            "variants and tests each against both references.",
+            "",
+            *frontier_table(frontier),
+            "",
+            frontier_summary(frontier),
+        ]
     parts += [
         "",
         "The seed-0 study's own report, with every variant's confidence interval and verdict:",
@@ -153,13 +204,17 @@ def results_page(rows: list[dict], reference: list[dict] = ()) -> str:
     return "\n".join(parts) + "\n"
 
 
-def readme_with_summary(readme: str, rows: list[dict], reference: list[dict] = ()) -> str:
+def readme_with_summary(
+    readme: str, rows: list[dict], reference: list[dict] = (), frontier: list[dict] = ()
+) -> str:
     """The README with its generated block replaced by today's summary."""
     if BEGIN not in readme or END not in readme:
         raise ValueError(f"README.md lacks the generated block's markers: add the lines {BEGIN!r} and {END!r}")
     head, rest = readme.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     block = f"{summary(rows, reference)} Per seed: [docs/results.md](docs/results.md)."
+    if frontier:
+        block += f"\n\n{frontier_summary(frontier)}"
     return f"{head}{BEGIN}\n{block}\n{END}{tail}"
 
 
@@ -170,9 +225,10 @@ def main() -> int:
     try:
         rows = read_rows(DEFAULT_STUDY)
         reference = read_rows(REFERENCE, required=False)
+        frontier = read_rows(FRONTIER_STUDY, required=False)
         wanted = {
-            RESULTS_PAGE: results_page(rows, reference),
-            README: readme_with_summary(README.read_text(), rows, reference),
+            RESULTS_PAGE: results_page(rows, reference, frontier),
+            README: readme_with_summary(README.read_text(), rows, reference, frontier),
         }
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

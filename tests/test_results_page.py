@@ -31,9 +31,11 @@ ROW = {
 def test_the_committed_pages_match_the_recorded_rows() -> None:
     rows = results_page.read_rows(results_page.DEFAULT_STUDY)
     reference = results_page.read_rows(results_page.REFERENCE, required=False)
-    assert results_page.RESULTS_PAGE.read_text() == results_page.results_page(rows, reference)
+    frontier = results_page.read_rows(results_page.FRONTIER_STUDY, required=False)
+    assert results_page.RESULTS_PAGE.read_text() == results_page.results_page(rows, reference, frontier)
     readme = results_page.README.read_text()
-    assert readme == results_page.readme_with_summary(readme, rows, reference), "README's results block is stale"
+    stale = "README's results block is stale"
+    assert readme == results_page.readme_with_summary(readme, rows, reference, frontier), stale
 
 
 def test_a_reference_commit_measured_on_the_same_seed_gives_the_speedup() -> None:
@@ -65,3 +67,21 @@ def test_a_row_becomes_a_table_line_and_a_summary(tmp_path: Path) -> None:
 def test_a_readme_without_the_markers_is_refused() -> None:
     with pytest.raises(ValueError, match="markers"):
         results_page.readme_with_summary("# no block here\n", [ROW])
+
+
+def test_a_frontier_row_is_compared_with_the_default_champion() -> None:
+    frontier = {
+        **ROW,
+        "champion_mean": 0.98746,
+        "champion_refits": 3,
+        "reference_mean": 0.98497,
+        "vs_reference_points": 0.25,
+        "verdict_vs_reference": "better than mnist-mlp_champion at 95%",
+    }
+    (line,) = results_page.frontier_table([frontier])[2:]
+    assert "| 98.75 % (3) | +0.49 | 98.50 % | +0.25 | better than mnist-mlp_champion at 95% |" in line
+    summary = results_page.frontier_summary([frontier, {**frontier, "seed": 4, "verdict_vs_reference": "n.d."}])
+    assert "over 2 sampler seeds" in summary and "better than it at 95 % on 1 of 2" in summary
+    page = results_page.results_page([ROW], [], [frontier])
+    assert "## The frontier study" in page and line in page
+    assert "## The frontier study" not in results_page.results_page([ROW])
