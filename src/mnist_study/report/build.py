@@ -75,7 +75,7 @@ def build(cfg: DictConfig, forwarded: Sequence[str], given: Sequence[str]) -> Pa
     print(f"report on study {cfg.study_name}: {configurations}{before}", flush=True)
 
     # TensorFlow is imported only where this process trains or describes it (`tracked_training`,
-    # `environment.facts`): a report whose refits are reused or trained by its workers starts seconds sooner.
+    # `environment.facts`): a report whose refits are reused or trained by its workers need not load it before.
     from mnist_study.tracking import tracked_run
 
     # Every refit builds a new model, so TensorFlow warns about retracing; that says nothing about the report.
