@@ -42,6 +42,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from measured import commit
 from report_runs import STUDY, report_results
 
 from mnist_study.paths import default_experiment
@@ -126,13 +127,6 @@ def model_name(study: Study, report_extra: list[str]) -> str:
         if override.startswith("tracking.experiment="):
             return override.split("=", 1)[1]
     return default_experiment()
-
-
-def commit() -> str:
-    """The checkout's short commit, `+dirty` when it has uncommitted changes: what the row measured."""
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    status = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True)
-    return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
 
 
 def outcome(stores: dict[str, str], study_name: str, model: str) -> dict:
