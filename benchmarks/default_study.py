@@ -116,8 +116,10 @@ def measure(experiment: str, seed: int, extra: list[str], report_extra: list[str
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
     found = outcome(stores, study.name, model_name(study, report_extra))
+    # What was measured besides the committed defaults, so that a row with extra overrides is never taken for one.
+    arguments = {"arguments": extra, "report_arguments": report_extra} if extra or report_extra else {}
     return {"experiment": experiment, "seed": seed, "sweep_s": sweep_seconds, "report_s": report_seconds,
-            **found, **measured}  # fmt: skip
+            **found, **measured, **arguments}  # fmt: skip
 
 
 def model_name(study: Study, report_extra: list[str]) -> str:

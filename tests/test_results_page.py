@@ -32,10 +32,11 @@ def test_the_committed_pages_match_the_recorded_rows() -> None:
     rows = results_page.read_rows(results_page.DEFAULT_STUDY)
     reference = results_page.read_rows(results_page.REFERENCE, required=False)
     frontier = results_page.read_rows(results_page.FRONTIER_STUDY, required=False)
-    assert results_page.RESULTS_PAGE.read_text() == results_page.results_page(rows, reference, frontier)
+    ablation = results_page.newest_run(results_page.read_lines(results_page.ABLATION))
+    assert results_page.RESULTS_PAGE.read_text() == results_page.results_page(rows, reference, frontier, ablation)
     readme = results_page.README.read_text()
     stale = "README's results block is stale"
-    assert readme == results_page.readme_with_summary(readme, rows, reference, frontier), stale
+    assert readme == results_page.readme_with_summary(readme, rows, reference, frontier, ablation), stale
 
 
 def test_a_reference_commit_measured_on_the_same_seed_gives_the_speedup() -> None:
@@ -85,3 +86,33 @@ def test_a_frontier_row_is_compared_with_the_default_champion() -> None:
     page = results_page.results_page([ROW], [], [frontier])
     assert "## The frontier study" in page and line in page
     assert "## The frontier study" not in results_page.results_page([ROW])
+
+
+def ablation_row(arm: str, overrides: list[str], mean: float, difference: float, interval: list[float]) -> dict:
+    return {
+        "arm": arm,
+        "overrides": ["+experiments=frontier_champion", *overrides],
+        "seeds": [0, 1, 2, 3, 4],
+        "mean": mean,
+        "difference_points": difference,
+        "interval_points": interval,
+        "experiment": "frontier_champion",
+        "date": "2026-12-02",
+        "commit": "abc1234",
+    }
+
+
+def test_an_ablation_names_the_knobs_that_cost_and_those_that_do_not() -> None:
+    champion = ablation_row("champion", [], 0.9875, 0.0, [0.0, 0.0])
+    depth = ablation_row("one hidden layer", ["model.layers=1"], 0.9850, -0.25, [-0.31, -0.19])
+    smoothing = ablation_row("no label smoothing", ["train.label_smoothing=0"], 0.9873, -0.02, [-0.08, 0.04])
+    # An earlier run of the same file is not this run; the champion comes first whatever the order written.
+    earlier = {**depth, "commit": "0000000", "difference_points": -9.0}
+    rows = results_page.newest_run([earlier, depth, champion, smoothing])
+    assert [row["arm"] for row in rows] == ["champion", "one hidden layer", "no label smoothing"]
+    table = results_page.ablation_table(rows)
+    assert table[3] == "| one hidden layer | `model.layers=1` | 98.50 % (5) | -0.25 | -0.31 to -0.19 |"
+    summary = results_page.ablation_summary(rows)
+    expected = "from the champion's 98.75 %, one hidden layer -0.25 points; no label smoothing: no difference"
+    assert expected in summary
+    assert "### Which knob bought what" in results_page.results_page([ROW], [], [], rows)
