@@ -78,9 +78,22 @@ def seed_table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def arguments(row: dict) -> str:
+    """The overrides a row was measured with, besides the committed defaults of its commit."""
+    sweep = " ".join(f"`{item}`" for item in row.get("arguments", []))
+    report = " ".join(f"`{item}`" for item in row.get("report_arguments", []))
+    parts = (f"sweep {sweep}" if sweep else "", f"report {report}" if report else "")
+    return "; ".join(part for part in parts if part)
+
+
 def refits(row: dict) -> int:
     """How many refits the champion's mean is over (rows measured before the sequential procedure: 5)."""
     return row.get("champion_refits", 5)
+
+
+def pace(then: float, now: float) -> str:
+    """`1.58x faster` or `1.33x slower`: a ratio above one either way."""
+    return f"{then / now:.2f}x faster" if now <= then else f"{now / then:.2f}x slower"
 
 
 def speedup(rows: list[dict], reference: list[dict]) -> str:
@@ -95,7 +108,7 @@ def speedup(rows: list[dict], reference: list[dict]) -> str:
         now = (after["sweep_s"] + after["report_s"]) / 60
         parts.append(
             f"sampler seed {before['seed']}: {now:.1f} against {then:.1f} minutes with the defaults of commit "
-            f"{before['commit']} ({then / now:.2f}x faster; measured {before['date']}), champion gain "
+            f"{before['commit']} ({pace(then, now)}; measured {before['date']}), champion gain "
             f"{after['gain_points']:+.2f} against {before['gain_points']:+.2f} points"
         )
     return f" Side by side, {'; '.join(parts)}."
@@ -229,6 +242,14 @@ def results_page(
             "",
             "Wall times measured beside other work are upper bounds (accuracies do not depend on load):",
             *loads,
+        ]
+    overridden = [row for row in rows if row.get("arguments") or row.get("report_arguments")]
+    if overridden:
+        parts += [
+            "",
+            "Measured with overrides on the command line (each the committed default since, or the row would not",
+            "be here):",
+            *[f"- seed {row['seed']} at {row['commit']}: {arguments(row)}" for row in overridden],
         ]
     if sources:
         parts += ["", *[f"Source: {source}." for source in sources]]

@@ -41,17 +41,29 @@ def test_the_default_family_member_is_the_tutorials_network() -> None:
     assert network.get_layer("hidden").kernel_constraint is None
 
 
+LOOPS = {
+    "graph-hashed": ("train.loop=graph", "train.dropout_masks=hashed"),
+    "graph-keras-masks": ("train.loop=graph", "train.dropout_masks=keras"),
+    "keras": ("train.loop=keras",),
+    "graph-bfloat16": ("train.loop=graph", "train.precision=bfloat16"),
+}
+# The fast tier trains a 2-layer network in the default loop and a 3-layer one in bfloat16; the rest of the matrix
+# (each fit twice, a few seconds a case) runs with the slow tier.
+FAST_CASES = {(2, "graph-hashed"), (3, "graph-bfloat16")}
+
+
+def tier(layers: int, loop: str) -> tuple[pytest.MarkDecorator, ...]:
+    return () if (layers, loop) in FAST_CASES else (pytest.mark.slow,)
+
+
 @pytest.mark.parametrize(
-    "overrides",
+    ("layers", "overrides"),
     [
-        ("train.loop=graph", "train.dropout_masks=hashed"),
-        ("train.loop=graph", "train.dropout_masks=keras"),
-        ("train.loop=keras",),
-        ("train.loop=graph", "train.precision=bfloat16"),
+        pytest.param(layers, overrides, id=f"{layers}-{name}", marks=tier(layers, name))
+        for layers in (2, 3)
+        for name, overrides in LOOPS.items()
     ],
-    ids=["graph-hashed", "graph-keras-masks", "keras", "graph-bfloat16"],
 )
-@pytest.mark.parametrize("layers", [2, 3])
 def test_deeper_networks_with_the_whole_recipe_train_and_repeat(layers: int, overrides: tuple[str, ...]) -> None:
     cfg = small_config(
         *TINY,

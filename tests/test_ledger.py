@@ -1,9 +1,9 @@
 """The trial ledger draws what the sweeper drew before it owned the trials, and applies the budget rule.
 
 `default_study_draws.json` holds the first 24 trials of the default study (experiments/sweep.yaml with the
-sweeper's default sampler), as the sweep loop asked them before the ledger existed, each told a value computed from
-its parameters. The same asks through the ledger must draw the same parameters, bit for bit: TPE's start-up
-trials and the modelled ones after them.
+sweeper's default sampler, and TPE's 10 start-up trials as the study then had), as the sweep loop asked them before
+the ledger existed, each told a value computed from its parameters. The same asks through the ledger must draw the
+same parameters, bit for bit: TPE's start-up trials and the modelled ones after them.
 """
 
 from __future__ import annotations
@@ -52,6 +52,11 @@ def default_space() -> tuple[SearchSpace, dict[str, Any]]:
     return space, OmegaConf.to_container(sampler)
 
 
+def recorded_sampler(sampler: dict[str, Any]) -> dict[str, Any]:
+    """The default study's sampler as it was when the draws were recorded: TPE's 10 start-up trials."""
+    return {**sampler, "n_startup_trials": 10}
+
+
 def made_up_value(params: dict[str, Any]) -> float:
     """A value that depends on the parameters, so TPE's modelled draws depend on the earlier ones."""
     return 0.95 + 0.0001 * params["train.epochs"] - abs(params.get("model.dropout", 0) - 0.2) * 0.01
@@ -69,7 +74,7 @@ def test_the_ledger_draws_the_default_study_as_the_sweeper_drew_it_before(tmp_pa
     ledger = new_ledger(tmp_path, "mnist-mlp", n_trials=24)
     study = ledger.study
     enqueue_baseline(ledger, space, BASELINE)
-    study.sampler = make_sampler(sampler)
+    study.sampler = make_sampler(recorded_sampler(sampler))
     drawn = []
     for _ in range(24):
         trial = ledger.ask(space)

@@ -23,11 +23,20 @@ SPACE = {"x": IntDistribution(0, 100)}
 INTERVAL_S, GRACE_S = 1, 3
 
 
+def store_url(kind: str, folder: Path) -> str:
+    return str(folder / "optuna.journal") if kind == "journal" else f"sqlite:///{folder}/optuna.db"
+
+
 @pytest.fixture(params=["journal", "sqlite"])
 def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "journal":
-        return str(tmp_path / "optuna.journal")
-    return f"sqlite:///{tmp_path}/optuna.db"
+    return store_url(request.param, tmp_path)
+
+
+# The tests that wait out a grace period (seconds of sleep each) run on SQLite in the fast tier, on the journal
+# too with the slow tier.
+@pytest.fixture(params=["sqlite", pytest.param("journal", marks=pytest.mark.slow)])
+def waiting_storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return store_url(request.param, tmp_path)
 
 
 @pytest.fixture
@@ -95,18 +104,18 @@ def test_a_pid_given_to_another_process_does_not_pass_for_the_dead_worker(
 
 
 def test_another_host_s_trial_lives_while_it_beats_however_long_and_dies_a_grace_after_its_last_beat(
-    storage_url: str,
+    waiting_storage_url: str,
 ) -> None:
-    """A trial from a host whose processes cannot be checked: only its heartbeat tells. It runs for twice the
-    grace period while beating and is never failed; once the beats stop it is failed after the grace."""
-    storage = open_heartbeat_storage(storage_url)
+    """A trial from a host whose processes cannot be checked: only its heartbeat tells. It runs for longer than
+    the grace period while beating and is never failed; once the beats stop it is failed after the grace."""
+    storage = open_heartbeat_storage(waiting_storage_url)
     study = optuna.create_study(storage=storage, direction="maximize")
     trial = study.ask(SPACE)
     identifier = schema.trial_id(storage, study.study_name, trial.number)
     with liveness.Heartbeat(storage, identifier, INTERVAL_S):
         trial.set_user_attr(schema.HOST, "elsewhere")
         trial.set_user_attr(schema.PID, 1)
-        deadline = time.monotonic() + 2 * GRACE_S
+        deadline = time.monotonic() + GRACE_S + 2 * INTERVAL_S
         while time.monotonic() < deadline:
             assert TrialLedger(study, storage).recover(GRACE_S) == []
             time.sleep(0.5)
@@ -119,8 +128,10 @@ def test_another_host_s_trial_lives_while_it_beats_however_long_and_dies_a_grace
     assert failed.number == trial.number and "no heartbeat from elsewhere" in reason
 
 
-def test_a_trial_whose_worker_died_before_its_first_beat_is_failed_after_the_grace(storage_url: str) -> None:
-    storage = open_heartbeat_storage(storage_url)
+def test_a_trial_whose_worker_died_before_its_first_beat_is_failed_after_the_grace(
+    waiting_storage_url: str,
+) -> None:
+    storage = open_heartbeat_storage(waiting_storage_url)
     study = optuna.create_study(storage=storage, direction="maximize")
     study.ask(SPACE)
     assert TrialLedger(study, storage).recover(GRACE_S) == []

@@ -44,6 +44,9 @@ def test_a_reference_commit_measured_on_the_same_seed_gives_the_speedup() -> Non
     summary = results_page.summary([ROW], [earlier])
     assert "sampler seed 3: 15.0 against 30.0 minutes with the defaults of commit 2955a73 (2.00x faster" in summary
     assert "champion gain +0.49 against +0.44 points" in summary
+    slower = results_page.summary([{**ROW, "sweep_s": 1500.0}], [earlier])
+    assert "sampler seed 3: 30.0 against 30.0 minutes" in slower and "1.00x faster" in slower
+    assert "1.20x slower" in results_page.summary([{**ROW, "sweep_s": 1500.0, "report_s": 660.0}], [earlier])
     # A reference measured on another seed is no side-by-side comparison.
     assert "faster" not in results_page.summary([ROW], [{**earlier, "seed": 0}])
 
@@ -116,3 +119,10 @@ def test_an_ablation_names_the_knobs_that_cost_and_those_that_do_not() -> None:
     expected = "from the champion's 98.75 %, one hidden layer -0.25 points; no label smoothing: no difference"
     assert expected in summary
     assert "### Which knob bought what" in results_page.results_page([ROW], [], [], rows)
+
+
+def test_a_row_measured_with_overrides_says_which() -> None:
+    overridden = {**ROW, "arguments": ["+hydra.sweeper.sampler.n_startup_trials=5"], "report_arguments": []}
+    page = results_page.results_page([overridden])
+    assert "- seed 3 at abc1234: sweep `+hydra.sweeper.sampler.n_startup_trials=5`" in page
+    assert "Measured with overrides" not in results_page.results_page([ROW])
