@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, help="append each arm's row here (JSON lines)")
     args = parser.parse_args()
     if not (ROOT / "experiments" / f"{args.experiment}.yaml").is_file():
-        raise ValueError(f"--experiment {args.experiment}: no experiments/{args.experiment}.yaml")
+        parser.error(f"--experiment {args.experiment}: no experiments/{args.experiment}.yaml; name a file there")
     kept, unchanged = arms(args.experiment)
     if unchanged:
         print(f"left out (the experiment already has the tutorial's value): {', '.join(unchanged)}", flush=True)
