@@ -22,6 +22,7 @@ from mlflow.data.dataset_source_registry import register_dataset_source
 from mlflow.data.schema import TensorDatasetSchema
 from mlflow.entities import Dataset as DatasetEntity
 from mlflow.entities import DatasetInput, InputTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.types import Schema, TensorSpec
 from omegaconf import DictConfig
@@ -172,5 +173,15 @@ def dataset_inputs(data: DictConfig) -> list[DatasetInput]:
 
 
 def log_datasets(client: MlflowClient, run_id: str, data: DictConfig) -> None:
-    """Log the run's splits as its dataset inputs."""
-    client.log_inputs(run_id, datasets=dataset_inputs(data))
+    """Log the run's splits as its dataset inputs.
+
+    MLflow looks a dataset up and inserts it when missing, not atomically: two workers logging the same split at
+    the same instant can both miss it, and the second insert then fails on the store's unique key. The dataset
+    exists by then, so one more call finds it and only links it to this run.
+    """
+    try:
+        client.log_inputs(run_id, datasets=dataset_inputs(data))
+    except MlflowException as error:
+        if not any(sign in str(error) for sign in ("UniqueViolation", "UNIQUE constraint", "Duplicate entry")):
+            raise
+        client.log_inputs(run_id, datasets=dataset_inputs(data))
