@@ -37,9 +37,9 @@ import common  # noqa: F401  (first: puts src/ on the path and imports TensorFlo
 from common import ROOT, compose_configs, print_table
 from measured import commit
 from omegaconf import OmegaConf
-from scipy import stats
 
 from mnist_study.report.refit import REFIT_OVERRIDES
+from mnist_study.report.stats import summarize
 from mnist_study.report.workers import thread_overrides
 from mnist_study.train import train
 
@@ -79,28 +79,19 @@ def fit(name: str, overrides: Sequence[str], seed: int) -> tuple[str, int, float
     return name, seed, float(result["test_accuracy"]), float(result["fit_seconds"])
 
 
-def paired_interval(differences: Sequence[float]) -> tuple[float, float]:
-    """The 95 % t interval of the mean of paired differences (points); (nan, nan) for fewer than two."""
-    if len(differences) < 2:
-        return float("nan"), float("nan")
-    mean = statistics.mean(differences)
-    half = stats.t.ppf(0.975, len(differences) - 1) * statistics.stdev(differences) / len(differences) ** 0.5
-    return mean - half, mean + half
-
-
 def arm_row(name: str, overrides: Sequence[str], accuracies: dict[int, float], champion: dict[int, float]) -> dict:
     """What one arm measured, against the champion on the same seeds."""
     seeds = sorted(accuracies)
-    differences = [100 * (accuracies[seed] - champion[seed]) for seed in seeds]
-    low, high = paired_interval(differences)
+    # A paired comparison: the t interval of the mean of per-seed differences.
+    differences = summarize([100 * (accuracies[seed] - champion[seed]) for seed in seeds])
     return {
         "arm": name,
         "overrides": list(overrides),
         "seeds": seeds,
         "test_accuracy": [accuracies[seed] for seed in seeds],
         "mean": statistics.mean(accuracies.values()),
-        "difference_points": statistics.mean(differences),
-        "interval_points": [low, high],
+        "difference_points": differences.mean,
+        "interval_points": [float(differences.ci_low), float(differences.ci_high)],
     }
 
 

@@ -179,9 +179,10 @@ def log_datasets(client: MlflowClient, run_id: str, data: DictConfig) -> None:
     the same instant can both miss it, and the second insert then fails on the store's unique key. The dataset
     exists by then, so one more call finds it and only links it to this run.
     """
+    inputs = dataset_inputs(data)
     try:
-        client.log_inputs(run_id, datasets=dataset_inputs(data))
+        client.log_inputs(run_id, datasets=inputs)
     except MlflowException as error:
         if not any(sign in str(error) for sign in ("UniqueViolation", "UNIQUE constraint", "Duplicate entry")):
             raise
-        client.log_inputs(run_id, datasets=dataset_inputs(data))
+        client.log_inputs(run_id, datasets=inputs)
