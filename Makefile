@@ -57,17 +57,17 @@ sweep: install
 	@test -f experiments/sweep.yaml || { echo "make sweep: experiments/sweep.yaml is not there yet (the sweep issue builds it)"; exit 2; }
 	$(RUN) src/run.py -m sweep
 
-# Two pytest workers (pytest-xdist), one test file at a time each, so a file's module fixtures are built once.
-# Much of a test's time is a subprocess starting up (TensorFlow, Hydra, MLflow) on one core; two at a time keep
-# both cores busy. TEST_WORKERS=0 runs the suite in one process.
-TEST_WORKERS ?= 2
+# pytest runs one worker per core (pytest-xdist; pyproject's addopts, `-n auto`), each taking whole test files, so a
+# file's module fixtures are built once. Much of a slow test's time is a subprocess starting up (TensorFlow, Hydra,
+# MLflow) on one core; two at a time keep both cores busy. TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= auto
 test: install
-	$(RUN) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
+	$(RUN) -m pytest -n $(TEST_WORKERS) --durations=15
 
 # The tests not marked slow: no subprocess (tests/fast_tier.py fails one that starts any), no training beyond a few
-# hundred images; two pytest workers, as make test, so that both cores work.
+# hundred images; one worker per core, as make test.
 test-fast: install
-	$(RUN) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile --durations=5
+	$(RUN) -m pytest -m "not slow" -n $(TEST_WORKERS) --durations=5
 
 # Benchmarks, not tests: they print measured tables (see benchmarks/README.md) and take several minutes.
 bench: install

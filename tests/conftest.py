@@ -66,6 +66,17 @@ def require_system(name: str) -> None:
     pytest.skip(message)
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """How many pytest-xdist workers `-n auto` (pyproject's addopts) starts: one per core for a tier or the whole
+    suite, whose files then run side by side, each on its own worker (`--dist loadfile`, so that a file's module
+    fixtures are built once); none when the arguments name a single file, where starting workers would cost more
+    than they save (and `--pdb` works)."""
+    files = {str(argument).split("::")[0] for argument in config.args}
+    if len(files) == 1 and next(iter(files)).endswith(".py"):
+        return 0
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def in_fast_tier(item: pytest.Item) -> bool:
     return item.get_closest_marker("slow") is None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import run_cli, store_overrides
+from mnist_study.launch import UI_ENVIRONMENT
 from servers import free_port
 
 pytestmark = pytest.mark.slow  # Every test starts `python src/run.py`.
@@ -86,12 +88,18 @@ def test_baseline_reaches_the_tutorials_accuracy(baseline_folder: Path) -> None:
 
 
 def test_mlflow_ui_started_in_the_store_folder_lists_the_run(baseline_folder: Path) -> None:
-    # `mlflow ui` with no store flags reads ./mlflow.db, which is where our default URI puts the runs.
+    # `mlflow ui` with no store flags reads ./mlflow.db, which is where our default URI puts the runs. One worker
+    # and no job consumers, as `make ui` starts it: by default MLflow starts four server workers and its job
+    # consumers, each a full mlflow import.
     _, run = only_run(baseline_folder)
     port = free_port()
-    mlflow_cli = [sys.executable, "-m", "mlflow", "ui", "--port", str(port)]
+    mlflow_cli = [sys.executable, "-m", "mlflow", "ui", "--port", str(port), "--workers", "1"]
     server = subprocess.Popen(
-        mlflow_cli, cwd=baseline_folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        mlflow_cli,
+        cwd=baseline_folder,
+        env={**os.environ, **UI_ENVIRONMENT},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         body = json.dumps({"experiment_ids": [run.info.experiment_id]}).encode()

@@ -6,7 +6,8 @@ between creating the model versions and moving the aliases, between the two alia
 from outside: its progress line) and while writing the documents. The kills at a call inside the process come
 from `tests/kill_seam/sitecustomize.py`, test tooling the product does not know of. At the end: nothing RUNNING,
 every stray closed and tagged by the report that closed it, each refit trained once and reused by every later
-start, the aliases sound after every kill, the champion scoring what its run logged, the documents whole.
+start, the rerun check's outcome reused once it was whole, the aliases sound after every kill, the champion
+scoring what its run logged, the documents whole.
 """
 
 from __future__ import annotations
@@ -316,6 +317,19 @@ def test_the_aliases_were_sound_after_every_kill_and_complete_at_the_end(story: 
     assert last.versions == 2
 
 
+def test_the_rerun_check_killed_midway_ran_again_once_and_the_last_start_reused_it(story: Story) -> None:
+    steps = {step.name: step for step in story.steps}
+    ran = steps["while writing the documents"]
+    assert "rerun check: re-deriving" in ran.output and "rerun check: bit-identical" in ran.output, ran.output
+    last = story.steps[-1]
+    assert "rerun check: re-deriving" not in last.output, last.output
+    assert f"rerun check: bit-identical (6 values) (reused: report run {ran.report_run_id} reran it" in last.output
+    tags = story.client.get_run(last.report_run_id).data.tags
+    assert tags["rerun.reused_from"] == ran.report_run_id and tags["rerun.verdict"].startswith("bit-identical")
+    markdown = (story.folder / "report" / "report.md").read_text()
+    assert f"That rerun ran in report run `{ran.report_run_id}`, with the same code and data" in markdown
+
+
 def test_the_champion_loads_and_scores_its_runs_logged_accuracy(story: Story) -> None:
     client = story.client
     run = client.get_run(client.get_model_version_by_alias(MODEL, CHAMPION_ALIAS).run_id)
@@ -364,8 +378,8 @@ def test_a_reused_refit_equals_a_fresh_one(story: Story) -> None:
     # The check's own run gets a seed no refit has, so that its key is no refit's.
     with tracked_run(OmegaConf.merge(planned.cfg, {"seed": 12345}), "reuse check") as tracked:
         (reused,) = refit.run_refits([planned], tracked, "smoke", reuse=True, workers=None)
-        # Trained afresh as the report trains it: in a worker process.
-        with workers.RefitWorkers(2) as trainers:
+        # Trained afresh as the report trains it: in a worker process (one is enough for one refit).
+        with workers.RefitWorkers(1) as trainers:
             (fresh,) = refit.run_refits([planned], tracked, "smoke", reuse=False, workers=trainers)
     assert reused.reused and not fresh.reused
     original = story.client.get_run(reused.run_id)

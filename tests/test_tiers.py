@@ -4,6 +4,7 @@ under CI."""
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 
@@ -52,3 +53,23 @@ def test_an_installed_package_passes_and_an_unknown_name_is_a_mistake(monkeypatc
     conftest.require_system("something")
     with pytest.raises(ValueError, match="unknown system package 'postgres'"):
         conftest.require_system("postgres")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "in_this_process"),
+    [
+        (["tests"], False),
+        (["tests/test_model.py", "tests/test_data.py"], False),
+        (["tests/test_model.py"], True),
+        (["tests/test_model.py::test_one", "tests/test_model.py::test_two"], True),
+    ],
+)
+def test_auto_runs_one_file_in_this_process_and_more_on_every_core(
+    arguments: list[str], in_this_process: bool
+) -> None:
+    class Config:
+        args = arguments
+
+    workers = conftest.pytest_xdist_auto_num_workers(Config())  # type: ignore[arg-type]
+    assert (workers == 0) == in_this_process
+    assert workers in (0, len(os.sched_getaffinity(0)))

@@ -1,9 +1,9 @@
 """The comparison a person sees: real `mlflow ui` and optuna-dashboard over a smoke study, in headless Chromium.
 
-One baseline run and the smoke sweep are built into a temporary store; the assertions are on rendered text and
-decoded images, never on HTTP status alone. The MLflow walk starts where a person starts: a fresh browser at the
-link `make ui` prints, then only clicks to the compare view and the Models tab. Screenshots land in the test's
-temporary folder (the path is printed).
+The session's smoke study (one baseline run and the smoke sweep, in a temporary store) is what they show; the
+assertions are on rendered text and decoded images, never on HTTP status alone. The MLflow walk starts where a
+person starts: a fresh browser at the link `make ui` prints, then only clicks to the compare view and the Models
+tab. Screenshots land in the test's temporary folder (the path is printed).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 import browser
-from conftest import run_cli, store_overrides
+from conftest import SmokeStudy
 from mnist_study import ui_link
 from mnist_study.dataset_inputs import CONTEXT_TAG
 from mnist_study.paths import STORAGE_VARIABLE, TRACKING_VARIABLE, default_experiment
@@ -33,8 +33,6 @@ needs_study = pytest.mark.slow
 needs_chromium = pytest.mark.system("chromium")
 
 STUDY = "smoke"
-# The baseline with the smoke study's data and epochs, so that it lines up with the study's trials.
-SMALL = ["data.train_subset=2000", "train.epochs=2"]
 # A common desktop screen: wide enough that the Models tab shows a model's source run beside its test accuracy.
 SCREEN = (1920, 1080)
 KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
@@ -42,9 +40,8 @@ KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 
 @dataclass
 class BuiltStudy:
-    """Where the smoke study was written, and its runs by name."""
+    """The smoke study's stores, and its runs by name."""
 
-    folder: Path
     tracking_uri: str
     storage: str
     experiment_id: str
@@ -75,23 +72,14 @@ class BuiltStudy:
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory) -> BuiltStudy:
-    """A baseline run and the smoke sweep through the real CLI, in a temporary MLflow store and Optuna storage."""
-    folder = tmp_path_factory.mktemp("ui")
-    storage = f"sqlite:///{folder}/optuna.db"
-    for args in (
-        ["baseline", *SMALL, *store_overrides(folder)],
-        [STUDY, *store_overrides(folder), f"hydra.sweeper.storage={storage}"],
-    ):
-        result = run_cli(args)
-        if result.returncode != 0:
-            pytest.fail(f"{args[0]}: exit {result.returncode}\n{result.stdout}\n{result.stderr}")
-    tracking_uri = f"sqlite:///{folder}/mlflow.db"
-    client = MlflowClient(tracking_uri=tracking_uri)
+def study(smoke_study: SmokeStudy) -> BuiltStudy:
+    """The session's smoke study (a baseline run and the smoke sweep through the real CLI, tests/conftest.py),
+    only read here: the servers and the browser look at it, and their logs go to each test's own folder."""
+    client = MlflowClient(tracking_uri=smoke_study.tracking_uri)
     experiment = client.get_experiment_by_name("mnist-mlp")
     assert experiment is not None
     runs = {run.info.run_name: run for run in client.search_runs([experiment.experiment_id])}
-    return BuiltStudy(folder, tracking_uri, storage, experiment.experiment_id, runs)
+    return BuiltStudy(smoke_study.tracking_uri, smoke_study.storage, experiment.experiment_id, runs)
 
 
 @pytest.fixture(scope="module")
@@ -184,12 +172,12 @@ def test_every_finished_run_logged_its_model_into_the_experiment(study: BuiltStu
 @needs_study
 @needs_chromium
 def test_a_person_follows_the_link_to_the_runs_the_comparison_and_the_models(
-    study: BuiltStudy, screenshots: Path
+    study: BuiltStudy, screenshots: Path, tmp_path: Path
 ) -> None:
     baseline, best = study.runs["baseline"], study.best_variant()
     port = free_port()
     # `make ui` as a person runs it, its store named by MLFLOW_TRACKING_URI alone.
-    log_path = study.folder / "mlflow-ui.log"
+    log_path = tmp_path / "mlflow-ui.log"
     with (
         serve(
             make_target("ui", UI_PORT=port), port, log_path, env={TRACKING_VARIABLE: study.tracking_uri}
@@ -245,13 +233,13 @@ def test_a_person_follows_the_link_to_the_runs_the_comparison_and_the_models(
 
 @needs_study
 @needs_chromium
-def test_optuna_dashboard_lists_the_trials(study: BuiltStudy, screenshots: Path) -> None:
+def test_optuna_dashboard_lists_the_trials(study: BuiltStudy, screenshots: Path, tmp_path: Path) -> None:
     trials = optuna.load_study(study_name=STUDY, storage=study.storage).get_trials()
     port = free_port()
     # `make dashboard` as a person runs it, the study's storage named by OPTUNA_STORAGE alone.
     command = make_target("dashboard", DASHBOARD_PORT=port)
     env = {STORAGE_VARIABLE: study.storage}
-    with serve(command, port, study.folder / "dashboard.log", env=env) as base, browser.chromium_page() as page:
+    with serve(command, port, tmp_path / "dashboard.log", env=env) as base, browser.chromium_page() as page:
         shown = browser.show_dashboard_trials(page, base, STUDY)
         page.screenshot(path=screenshots / "dashboard_trials.png")
     assert shown == [f"Trial {trial.number}" for trial in trials]

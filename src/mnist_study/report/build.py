@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shlex
@@ -23,6 +24,7 @@ from mnist_study.report import (
     reference,
     refit,
     registry,
+    rerun,
     rescore,
     results,
     selection,
@@ -30,7 +32,7 @@ from mnist_study.report import (
     strays,
     workers,
 )
-from mnist_study.report.rerun import RerunResult, rerun_in_subprocess
+from mnist_study.report.rerun import RerunResult
 from mnist_study.report.results import Row, Versus
 from mnist_study.report.selection import ReportError
 from mnist_study.secrets import redact
@@ -74,8 +76,8 @@ def build(cfg: DictConfig, forwarded: Sequence[str], given: Sequence[str]) -> Pa
     configurations = f"{companions + min(cfg.top_k, len(pool))} configurations x {len(seeds)} seeds"
     print(f"report on study {cfg.study_name}: {configurations}{before}", flush=True)
 
-    # TensorFlow is imported only where this process trains or describes it (`tracked_training`,
-    # `environment.facts`): a report whose refits are reused or trained by its workers need not load it before.
+    # TensorFlow is imported only where this process trains (`tracked_training`, `rescore`): a report whose refits
+    # are reused or trained by its workers never loads it (seconds of a start-up, at every start after a kill).
     from mnist_study.tracking import tracked_run
 
     # Every refit builds a new model, so TensorFlow warns about retracing; that says nothing about the report.
@@ -119,7 +121,7 @@ def build(cfg: DictConfig, forwarded: Sequence[str], given: Sequence[str]) -> Pa
             against_second = sequential.against(outcomes, second.label)
             versus = results.versus(candidates, done, against_second, design, reference.name_of(second))
         registered = promote(cfg, table, tracked.client, tracked.run_id, command, forwarded)
-        rerun_result = check_rerun(cfg, study) if cfg.rerun_check else None
+        rerun_result = check_rerun(cfg, study, tracked) if cfg.rerun_check else None
         facts = environment.facts(plans[0].cfg)
         objectives = objective_names_of(study, tracked.client)
         blocks = content.blocks(
@@ -135,8 +137,6 @@ def build(cfg: DictConfig, forwarded: Sequence[str], given: Sequence[str]) -> Pa
         if rescored:
             scores = {f"trial {entry.trial.number}": list(entry.scores) for entry in rescored}
             tracked.client.log_dict(tracked.run_id, {"seeds": rescore_seeds, "scores": scores}, "rescoring.json")
-        if rerun_result is not None:
-            tracked.set_tags({"rerun.verdict": rerun_result.verdict, "rerun.run_id": rerun_result.run_id})
     print(f"wrote {markdown} and {page} (MLflow run {tracked.run_id})", flush=True)
     return folder
 
@@ -261,16 +261,29 @@ def with_parent(cfg: DictConfig, parent_run_id: str | None) -> DictConfig:
     return report_cfg
 
 
-def check_rerun(cfg: DictConfig, study: optuna.Study) -> RerunResult | None:
-    """Re-derive the best variant's logged trial run in a fresh process (or say why it cannot be)."""
+def check_rerun(cfg: DictConfig, study: optuna.Study, tracked: TrackedRun) -> RerunResult | None:
+    """Re-derive the best variant's logged trial run in a fresh process (or say why it cannot be), unless an
+    earlier start of a report recorded a rerun of that run by the same code: its outcome is reused, and says so."""
     best = selection.top_trials(study, 1)
     run_id = best[0].user_attrs.get(MLFLOW_RUN_ATTR) if best else None
     if run_id is None:
         return None
+    key = rerun.rerun_key(run_id)
+    earlier = rerun.recorded(tracked.client, tracked.experiment_id, key)
+    if earlier is not None:
+        # The report run that did rerun it: the newest record may itself be a reuse.
+        result = dataclasses.replace(earlier[1], reused_from=earlier[1].reused_from or earlier[0])
+        print(
+            f"rerun check: {result.verdict} (reused: report run {result.reused_from} reran it with this code)",
+            flush=True,
+        )
+        rerun.record(tracked.client, tracked.run_id, key, result)
+        return result
     started = time.perf_counter()
     print(f"rerun check: re-deriving trial {best[0].number}'s run {run_id} in a fresh process", flush=True)
-    result = rerun_in_subprocess(cfg.tracking.uri, run_id)
+    result = rerun.rerun_in_subprocess(cfg.tracking.uri, run_id)
     print(f"rerun check: {result.verdict} ({time.perf_counter() - started:.0f}s)", flush=True)
+    rerun.record(tracked.client, tracked.run_id, key, result)
     return result
 
 

@@ -362,6 +362,12 @@ def rerun_section(cfg: DictConfig, rerun: RerunResult | None) -> list[Block]:
             f"The best variant's trial run `{rerun.run_id}` was re-executed from its MLflow record alone (its "
             "logged `config.yaml`, seed included) in a fresh Python process, and every logged metric (loss and "
             f"accuracy per epoch, test loss and accuracy) compared with the rerun's: **{rerun.verdict}**."
+            + (
+                f" That rerun ran in report run `{rerun.reused_from}`, with the same code and data; this report "
+                "reused its outcome."
+                if rerun.reused_from
+                else ""
+            )
         )
     )
     shown = ["python", *command(portable(redact(cfg.tracking.uri)), rerun.run_id)[1:]]

@@ -77,6 +77,8 @@ def plan(trials: Sequence[FrozenTrial], seeds: Sequence[int], forwarded: Sequenc
 def run(fits: Sequence[RescoreFit]) -> list[Rescored]:
     """Train every fit without scoring the test set; each trial's scores on the study's objective (the last
     epoch's, as the trial's own value), its own value first."""
+    if not fits:  # Re-scoring is off: TensorFlow need not load in the report's process.
+        return []
     from omegaconf import open_dict
 
     from mnist_study.train import train
