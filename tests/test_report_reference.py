@@ -8,11 +8,12 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import pytest
-from hydra import initialize_config_dir
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from scipy import stats as scipy_stats
 
 from conftest import PROJECT_ROOT
+from mnist_study.provenance import run_key
 from mnist_study.report import build, content, document, reference, refit, results, sequential
 from mnist_study.report.selection import Candidate, ReportError
 from mnist_study.report.sequential import BETTER, NOT_DISTINGUISHABLE, WORSE, Design, Hypothesis, Look
@@ -88,6 +89,19 @@ def test_the_reference_is_planned_like_every_refit_its_forwarded_overrides_winni
         assert own.train.epochs != 1 and cfg.train.epochs == 1
         assert cfg.train.precision == OTHER_PRECISION and cfg.data.train_subset == 2000
         assert (cfg.data.val_size, cfg.objective, cfg.seed) == (0, "accuracy", plan.seed)
+
+
+def test_a_configuration_composed_once_for_all_seeds_is_what_composing_each_seed_gives(second: Candidate) -> None:
+    forwarded = ["data.train_subset=2000", "train.epochs=1"]
+    plans = planned(second, [0, 3, 7], forwarded)
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        for plan in plans:
+            direct = compose(config_name="config", overrides=list(plan.overrides))
+            assert OmegaConf.to_container(plan.cfg, resolve=True) == OmegaConf.to_container(direct, resolve=True)
+            # The same run key, so a refit planned either way reuses the same earlier run.
+            assert run_key(plan.cfg) == run_key(direct)
+    # Each plan holds its own config: setting one seed changed no other plan's.
+    assert [plan.cfg.seed for plan in plans] == [0, 3, 7]
 
 
 def test_a_reference_that_fits_on_the_test_set_is_refused() -> None:

@@ -86,6 +86,24 @@ def merge_overrides(*groups: Sequence[str]) -> tuple[str, ...]:
     return tuple(merged.values())
 
 
+def at_seeds(overrides: Sequence[str], seeds: Sequence[int]) -> Iterator[tuple[int, tuple[str, ...], DictConfig]]:
+    """(seed, the overrides with `seed=<seed>`, the composed and validated config) for each seed.
+
+    Hydra composes the configuration once (half a second each): the seed is a plain value that no other config
+    value is composed from, so setting it on a copy gives what composing with `seed=<seed>` gives.
+    """
+    composed: DictConfig | None = None
+    for seed in seeds:
+        with_seed = merge_overrides(overrides, [f"seed={seed}"])
+        if composed is None:
+            composed = compose(config_name="config", overrides=list(with_seed))
+        cfg = composed.copy()
+        with open_dict(cfg):
+            cfg.seed = seed
+        validate(cfg)
+        yield seed, with_seed, cfg
+
+
 def plan(candidates: Sequence[Candidate], seeds: Sequence[int], forwarded: Sequence[str]) -> list[Refit]:
     """Compose and validate every refit before any training starts, so a bad override costs seconds.
 
@@ -94,11 +112,9 @@ def plan(candidates: Sequence[Candidate], seeds: Sequence[int], forwarded: Seque
     """
     refits = []
     for candidate in candidates:
-        for seed in seeds:
-            overrides = merge_overrides(candidate.overrides, forwarded, REFIT_OVERRIDES, [f"seed={seed}"])
-            cfg = compose(config_name="config", overrides=list(overrides))
-            validate(cfg)
-            refits.append(Refit(candidate, seed, overrides, cfg))
+        overrides = merge_overrides(candidate.overrides, forwarded, REFIT_OVERRIDES)
+        for seed, with_seed, cfg in at_seeds(overrides, seeds):
+            refits.append(Refit(candidate, seed, with_seed, cfg))
     return refits
 
 

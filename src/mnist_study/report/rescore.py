@@ -19,12 +19,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from hydra import compose
 from omegaconf import DictConfig
 from optuna.trial import FrozenTrial
 
-from mnist_study.checks import validate
-from mnist_study.report.refit import merge_overrides
+from mnist_study.report.refit import at_seeds, merge_overrides
 from mnist_study.report.selection import ReportError
 from mnist_study.sweep.schema import trial_overrides
 
@@ -66,10 +64,7 @@ def plan(trials: Sequence[FrozenTrial], seeds: Sequence[int], forwarded: Sequenc
     """
     fits = []
     for trial in trials:
-        for seed in seeds:
-            overrides = merge_overrides(trial_overrides(trial), forwarded, [f"seed={seed}"])
-            cfg = compose(config_name="config", overrides=list(overrides))
-            validate(cfg)
+        for seed, _, cfg in at_seeds(merge_overrides(trial_overrides(trial), forwarded), seeds):
             fits.append(RescoreFit(trial, seed, cfg))
     return fits
 
