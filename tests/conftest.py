@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 
 from built_once import built_once, shared_root
 from fast_tier import refusal_message, refusing_subprocesses
+from mnist_study.report.workers import cores
 from servers import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +75,7 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     files = {str(argument).split("::")[0] for argument in config.args}
     if len(files) == 1 and next(iter(files)).endswith(".py"):
         return 0
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return cores()
 
 
 def in_fast_tier(item: pytest.Item) -> bool:

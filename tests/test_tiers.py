@@ -4,7 +4,6 @@ under CI."""
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 
@@ -12,6 +11,7 @@ import pytest
 
 import conftest
 from fast_tier import refusal_message, refusing_subprocesses
+from mnist_study.report.workers import cores
 
 
 def test_a_python_subprocess_is_refused_and_recorded_even_when_its_error_is_swallowed() -> None:
@@ -72,4 +72,4 @@ def test_auto_runs_one_file_in_this_process_and_more_on_every_core(
 
     workers = conftest.pytest_xdist_auto_num_workers(Config())  # type: ignore[arg-type]
     assert (workers == 0) == in_this_process
-    assert workers in (0, len(os.sched_getaffinity(0)))
+    assert workers in (0, cores())
