@@ -17,6 +17,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from conftest import small_config
+from mlflow_stores import new_store
 from mnist_study.data import ARRAY_SHA256, HUB_DISTRIBUTION, HUB_FILE_SHA256, array_sha256, load_mnist, make_split
 from mnist_study.dataset_inputs import CONTEXT_TAG, MnistHubSource, splits
 from mnist_study.tracking import tracked_run
@@ -24,8 +25,10 @@ from mnist_study.tracking import tracked_run
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One MLflow store for the module's runs: creating a SQLite store's tables takes seconds."""
-    return tmp_path_factory.mktemp("datasets")
+    """One MLflow store for the module's runs."""
+    folder = tmp_path_factory.mktemp("datasets")
+    new_store(folder)
+    return folder
 
 
 def logged_run(folder: Path, *overrides: str, seconds: float = 0.0) -> Run:

@@ -13,6 +13,7 @@ from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
+from mlflow_stores import new_store
 from mnist_study.callbacks import EpochRecorder
 from mnist_study.describe import description, outcome, short_description
 from mnist_study.metrics import confusion_matrix
@@ -70,7 +71,7 @@ def test_epoch_recorder_keeps_every_epoch() -> None:
 def test_log_figure_stores_the_png_and_survives_a_failing_plot(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    client = MlflowClient(tracking_uri=new_store(tmp_path))
     experiment = client.create_experiment("plots", artifact_location=(tmp_path / "mlruns").as_uri())
     run_id = client.create_run(experiment).info.run_id
     history = {"loss": [0.9, 0.5], "val_loss": [0.6, 0.4]}

@@ -27,6 +27,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from conftest import PROJECT_ROOT, SmokeStudy
+from mlflow_stores import new_store
 from mnist_study.data import load_mnist
 from mnist_study.paths import default_experiment
 from mnist_study.serving.images import CENTRE, ImageError, border_of, load_digit, load_digits, mnist_pixels
@@ -225,9 +226,7 @@ def digit_png(tmp_path: Path, test_set: tuple[np.ndarray, np.ndarray]) -> Path:
 @pytest.fixture(scope="module")
 def empty_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A fresh MLflow store: its tables exist, nothing is in them (the tests only read it)."""
-    uri = f"sqlite:///{tmp_path_factory.mktemp('fresh')}/mlflow.db"
-    MlflowClient(tracking_uri=uri).search_experiments()
-    return uri
+    return new_store(tmp_path_factory.mktemp("fresh"))
 
 
 @pytest.mark.slow

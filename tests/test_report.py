@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
+from mlflow_stores import new_store
 from mnist_study.report import content, document, figures, refit, results, selection
 from mnist_study.report.registry import Registered
 from mnist_study.report.rerun import compare
@@ -52,11 +53,11 @@ def add(
 
 @pytest.fixture(scope="module")
 def storage(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One study and one MLflow store for the module (creating MLflow's tables costs seconds)."""
+    """One study and one MLflow store for the module."""
     tmp_path = tmp_path_factory.mktemp("selection")
     storage = f"sqlite:///{tmp_path}/optuna.db"
     study = optuna.create_study(study_name="S", storage=storage, direction="maximize")
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    client = MlflowClient(new_store(tmp_path))
     experiment = client.create_experiment("e", artifact_location=(tmp_path / "mlruns").as_uri())
     add(study, client, experiment, {"model.units": 512, "optimizer": "rmsprop"}, 0.980, 0.979, baseline=True)
     # Great on the test set, poor on validation: must never be chosen.

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from mlflow_stores import new_store
 from mnist_study.report.strays import (
     CLOSED_BY_TAG,
     CLOSED_REASON_TAG,
@@ -26,7 +27,7 @@ def free_pid() -> int:
 
 
 def test_runs_of_dead_report_processes_are_closed_killed_and_tagged_live_ones_left_alone(tmp_path: Path) -> None:
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    client = MlflowClient(new_store(tmp_path))
     experiment = client.create_experiment("e", artifact_location=(tmp_path / "mlruns").as_uri())
 
     def run(name: str, study: str = "smoke", **tags: str) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,7 @@ from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
+from mlflow_stores import migrated_template, new_store
 from mnist_study import tracking
 from mnist_study.data import ARRAY_SHA256
 
@@ -20,7 +24,7 @@ def config_in(folder: Path, *overrides: str) -> DictConfig:
         return compose(
             config_name="config",
             overrides=[
-                f"tracking.uri=sqlite:///{folder}/mlflow.db",
+                f"tracking.uri={new_store(folder)}",
                 f"tracking.artifact_location={folder}/mlruns",
                 *overrides,
             ],
@@ -47,6 +51,32 @@ def test_default_store_is_mlflows_default_at_the_project_root() -> None:
     root = CONF.parent
     assert cfg.tracking.uri == f"sqlite:///{root}/mlflow.db"
     assert cfg.tracking.artifact_location == f"{root}/mlruns"
+
+
+@pytest.mark.slow  # It creates one store the long way: seconds of MLflow's migrations.
+def test_a_test_s_copied_store_is_the_store_mlflow_creates(tmp_path: Path) -> None:
+    """The tests' quick stores (tests/mlflow_stores.py) against one MLflow creates: same tables at the same schema
+    revision, and the Default experiment made for the copy when it is first opened, not carried over."""
+    migrated_template()  # Made before the copy, as it is for every test but a process's first.
+    copied_at_ms = int(time.time() * 1000)
+    copied = new_store(tmp_path / "copied")
+    (tmp_path / "created").mkdir()
+    created = f"sqlite:///{tmp_path}/created/mlflow.db"
+
+    def tables_and_experiments(uri: str) -> tuple[list, list]:
+        experiments = MlflowClient(uri).search_experiments()
+        with contextlib.closing(sqlite3.connect(uri.removeprefix("sqlite:///"))) as connection:
+            rows = connection.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+            # MLflow's migrations write a table's constraints in no fixed order: compare each definition's lines.
+            tables = [
+                (kind, name, sorted(line.strip(" ,") for line in (sql or "").splitlines()))
+                for kind, name, sql in rows
+            ]
+            tables.append(connection.execute("SELECT version_num FROM alembic_version").fetchall())
+        return tables, [(item.experiment_id, item.name, item.artifact_location) for item in experiments]
+
+    assert tables_and_experiments(copied) == tables_and_experiments(created)
+    assert MlflowClient(copied).get_experiment("0").creation_time >= copied_at_ms
 
 
 def test_finished_run_has_params_epoch_metrics_tags_and_config(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 
 import browser
 from conftest import SmokeStudy
+from mlflow_stores import new_store
 from mnist_study import ui_link
 from mnist_study.dataset_inputs import CONTEXT_TAG
 from mnist_study.paths import STORAGE_VARIABLE, TRACKING_VARIABLE, default_experiment
@@ -107,6 +108,7 @@ def test_the_link_waits_for_the_sweep_then_opens_the_runs(tmp_path: Path) -> Non
     assert not (tmp_path / "mlflow.db").exists()
     assert default_experiment() == "mnist-mlp"  # conf/tracking/mlflow.yaml
 
+    assert new_store(tmp_path) == uri  # The store a job would have created (its tables only).
     client = MlflowClient(tracking_uri=uri)
     experiment_id = get_or_create_experiment(client, "mnist-mlp", str(tmp_path / "mlruns"))
     assert client.get_experiment(experiment_id).tags[KIND_TAG] == MODEL_TRAINING
