@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from measured import commit
-from report_runs import STUDY, report_results
+from report_runs import STUDY, report_command, report_results, store_uris, tracking_overrides
 
 from mnist_study.paths import default_experiment
 from mnist_study.report.refit import merge_overrides
@@ -91,20 +91,13 @@ def run(command: list[str], log: Path) -> float:
 def measure(experiment: str, seed: int, extra: list[str], report_extra: list[str], folder: Path) -> dict:
     """Sweep and report for one sampler seed in `folder`'s stores; what the report promoted."""
     study = STUDIES[experiment]
-    stores = {
-        "optuna": f"sqlite:///{folder}/optuna.db",
-        "mlflow": f"sqlite:///{folder}/mlflow.db",
-    }
-    tracking = [f"tracking.uri={stores['mlflow']}", f"tracking.artifact_location={folder}/mlruns"]
+    stores = store_uris(folder)
     sweep = [
         PYTHON, "src/run.py", experiment, f"hydra.sweeper.sampler.seed={seed}",
-        f"hydra.sweeper.storage={stores['optuna']}", f"hydra.sweep.dir={folder}/multirun", *tracking, *extra,
+        f"hydra.sweeper.storage={stores['optuna']}", f"hydra.sweep.dir={folder}/multirun",
+        *tracking_overrides(folder), *extra,
     ]  # fmt: skip
-    report = [
-        PYTHON, "src/report.py", f"storage={stores['optuna']}", f"output_dir={folder}/report",
-        f"experiments_dir={folder}", f"hydra.run.dir={folder}/outputs", *tracking,
-        *merge_overrides(study.report_args, report_extra),
-    ]  # fmt: skip
+    report = report_command(PYTHON, folder, merge_overrides(study.report_args, report_extra))
     load_before = os.getloadavg()[0]
     sweep_seconds = run(sweep, folder / "sweep.log")
     report_seconds = run(report, folder / "report.log")

@@ -16,6 +16,24 @@ if TYPE_CHECKING:
 STUDY = "mnist-mlp"
 
 
+def store_uris(folder: Path) -> dict[str, str]:
+    """The Optuna and MLflow stores of a study run in `folder` (`default_study.py` keeps them there)."""
+    return {"optuna": f"sqlite:///{folder}/optuna.db", "mlflow": f"sqlite:///{folder}/mlflow.db"}
+
+
+def tracking_overrides(folder: Path) -> list[str]:
+    """The overrides that send a job's MLflow runs and artifacts to `folder`."""
+    return [f"tracking.uri={store_uris(folder)['mlflow']}", f"tracking.artifact_location={folder}/mlruns"]
+
+
+def report_command(python: str, folder: Path, extra: list[str]) -> list[str]:
+    """`python src/report.py` on the study whose stores are in `folder`, everything it writes kept there."""
+    return [
+        python, "src/report.py", f"storage={store_uris(folder)['optuna']}", f"output_dir={folder}/report",
+        f"experiments_dir={folder}", f"hydra.run.dir={folder}/outputs", *tracking_overrides(folder), *extra,
+    ]  # fmt: skip
+
+
 def report_results(client: MlflowClient, report_run_id: str) -> dict[str, dict]:
     """A report run's results.json: configuration label -> its overrides, test accuracies, mean, verdict."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # One small file: no progress bar.
