@@ -39,7 +39,7 @@ help:
 # environment. A machine without that Python gets one line, not uv's resolution error.
 # --compile-bytecode writes every package's .pyc once, here: where PYTHONDONTWRITEBYTECODE is set (as on CI
 # machines and in many containers) Python never writes them itself, and every process that imports TensorFlow,
-# MLflow and Optuna compiled them from source again, about 15 of the 24 s of its imports (benchmarks/startup.py).
+# MLflow and Optuna compiled them from source again, most of its imports (benchmarks/startup.py measures it).
 $(VENV)/.installed: pyproject.toml uv.lock Makefile
 	@$(PYTHON) -c 'import sys; sys.exit("%d.%d" % sys.version_info[:2] != "$(LOCK_PYTHON)")' 2>/dev/null || { \
 	  echo "make: uv.lock is for Python $(LOCK_PYTHON), and $(PYTHON) is $$(found=$$($(PYTHON) --version 2>/dev/null); echo "$${found:-not installed}"); fix: install Python $(LOCK_PYTHON) (apt-get install python$(LOCK_PYTHON)) or run make PYTHON=/path/to/python$(LOCK_PYTHON)" >&2; \

@@ -1,10 +1,10 @@
 """A new MLflow SQLite store for a test in milliseconds instead of seconds.
 
-MLflow creates a SQLite store's tables by running its whole chain of schema migrations, which takes 2-3 s of CPU
-each time. Tests that only need an empty store get a copy of one that MLflow itself created once in this process,
-with its Default experiment removed: MLflow adds that one when it first opens the copy, pointing at the copy's own
-artifact root, exactly as it does for a store it has just created. Tests about how a store comes to exist (or
-not) create theirs the ordinary way.
+MLflow creates a SQLite store's tables by running its whole chain of schema migrations, which takes seconds of CPU
+each time (benchmarks/README.md, The test suite). Tests that only need an empty store get a copy of one that MLflow
+itself created once in this process, with its Default experiment removed: MLflow adds that one when it first opens
+the copy, pointing at the copy's own artifact root, exactly as it does for a store it has just created. Tests about
+how a store comes to exist (or not) create theirs the ordinary way.
 """
 
 from __future__ import annotations
