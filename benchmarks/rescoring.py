@@ -21,7 +21,7 @@ from pathlib import Path
 import optuna
 from hydra import initialize_config_dir
 from mlflow.tracking import MlflowClient
-from report_runs import STUDY, report_results
+from report_runs import STUDY, report_results, store_uris
 
 import mnist_study.paths  # noqa: F401  (registers the ${project_root:} resolver)
 from mnist_study.report import refit, registry, rescore, results, selection, sequential
@@ -32,7 +32,7 @@ REFIT_SEEDS = tuple(range(5))
 
 def earlier_refits(folder: Path) -> dict[str, dict]:
     """The earlier report's results.json: configuration label -> its overrides and 5 test accuracies."""
-    client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
+    client = MlflowClient(store_uris(folder)["mlflow"])
     return report_results(client, client.get_model_version_by_alias(STUDY, "champion").tags["report_run_id"])
 
 
@@ -40,7 +40,7 @@ def measure(folder: Path, trials: int, seeds: list[int]) -> dict:
     """Re-score one kept study; the champion the report would promote after it, and its gain."""
     from mnist_study.train import train
 
-    study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{folder}/optuna.db")
+    study = optuna.load_study(study_name=STUDY, storage=store_uris(folder)["optuna"])
     earlier = earlier_refits(folder)
     pool = selection.top_trials(study, max(3, trials))
     rescored = rescore.run(rescore.plan(pool[:trials], seeds, []))
