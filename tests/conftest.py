@@ -4,6 +4,7 @@ fast test starts no subprocess, see tests/fast_tier.py); one rule for the system
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import glob
 import os
@@ -114,14 +115,33 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         return (yield)
 
 
+def composed(*overrides: str, config_name: str = "config", hydra: bool = False) -> DictConfig:
+    """A config of the project's as the commands compose it (with Hydra's own node when `hydra`), a fresh copy
+    that the test may change.
+
+    Composing reads and merges a dozen YAML files (about a sixth of a second); the suite composes the same
+    command many times, so each is composed once per process. A command that searches another folder
+    (`hydra.searchpath=...`, a test's own files, which it may rewrite) is composed anew every time.
+    """
+    if any(item.startswith("hydra.searchpath=") for item in overrides):
+        return compose_now(config_name, overrides, hydra)
+    return copy.deepcopy(composed_once(config_name, overrides, hydra))
+
+
+def compose_now(config_name: str, overrides: tuple[str, ...], hydra: bool) -> DictConfig:
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        return compose(config_name=config_name, overrides=list(overrides), return_hydra_config=hydra)
+
+
+# Interpolations (`${oc.env:...}`, `${project_root:}`) stay unresolved in the kept config: each copy resolves
+# them when read, under the environment of that moment.
+composed_once = functools.cache(compose_now)
+
+
 def small_config(*overrides: str) -> DictConfig:
     """The baseline config on a few hundred training images and one epoch (validation stays 5000 images, the
     test set 10 000), composed in this process for fast-tier tests that call `train()` directly."""
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        return compose(
-            config_name="config",
-            overrides=[f"data.train_subset={FAST_TRAIN_SUBSET}", "train.epochs=1", "train.verbose=0", *overrides],
-        )
+    return composed(f"data.train_subset={FAST_TRAIN_SUBSET}", "train.epochs=1", "train.verbose=0", *overrides)
 
 
 @functools.cache

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from conftest import PROJECT_ROOT
+from conftest import composed
 from mnist_study.report.registry import carried, write_champion_experiment
 from mnist_study.report.results import Row
 from mnist_study.report.selection import Candidate
@@ -36,11 +35,7 @@ def champion_config(folder: Path, forwarded: tuple[str, ...]) -> tuple[str, Dict
     winner = Row(Candidate("trial 7", "variant", TRIAL), (), summary, summary, None, 5, "better")
     command = "python src/report.py study_name=frontier " + " ".join(forwarded)
     path = write_champion_experiment(folder, "frontier", winner, command, forwarded)
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        config = compose(
-            config_name="config",
-            overrides=[f"hydra.searchpath=[file://{folder.parent}]", f"+{folder.name}=frontier_champion"],
-        )
+    config = composed(f"hydra.searchpath=[file://{folder.parent}]", f"+{folder.name}=frontier_champion")
     return path.read_text(), config
 
 

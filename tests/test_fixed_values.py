@@ -13,11 +13,10 @@ from typing import Any
 
 import optuna
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from conftest import PROJECT_ROOT, run_cli, small_config, store_overrides
+from conftest import composed, run_cli, small_config, store_overrides
 from mnist_study.sweep.ledger import TrialLedger
 from mnist_study.sweep.schema import fixed_attrs
 from mnist_study.sweep.space import SearchSpace, check_space, parse_space
@@ -28,10 +27,7 @@ GROUPS = {"optimizer": ["adam", "adamw", "nadam", "rmsprop", "sgd"], "model": ["
 
 def sweep_config(*overrides: str) -> DictConfig:
     """The default study's composed config (with its `hydra` node), as the sweeper gets it."""
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        return compose(
-            config_name="config", overrides=["+experiments=sweep", *overrides], return_hydra_config=True
-        )
+    return composed("+experiments=sweep", *overrides, hydra=True)
 
 
 # The default study's space and branches, as `experiments/sweep.yaml` gives them.

@@ -10,11 +10,10 @@ from typing import Any
 
 import optuna
 import pytest
-from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from conftest import PROJECT_ROOT, run_cli, store_overrides
+from conftest import PROJECT_ROOT, composed, run_cli, store_overrides
 from mnist_study.checks import ConfigError
 from mnist_study.report.registry import write_champion_experiment
 from mnist_study.report.results import Row
@@ -27,14 +26,13 @@ from mnist_study.sweep.sweeper import baseline_values
 EXPERIMENT = "+experiments=frontier"
 
 
-def composed(*overrides: str) -> DictConfig:
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        return compose(config_name="config", overrides=[EXPERIMENT, *overrides], return_hydra_config=True)
+def frontier_config(*overrides: str) -> DictConfig:
+    return composed(EXPERIMENT, *overrides, hydra=True)
 
 
 @pytest.fixture(scope="module")
 def frontier() -> DictConfig:
-    return composed()
+    return frontier_config()
 
 
 def settings(config: DictConfig) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
@@ -56,8 +54,7 @@ def groups(config: DictConfig) -> dict[str, list[str]]:
 
 def composer() -> Callable[[list[str]], DictConfig]:
     def compose_trial(overrides: list[str]) -> DictConfig:
-        with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-            return compose(config_name="config", overrides=[EXPERIMENT, *overrides])
+        return composed(EXPERIMENT, *overrides)
 
     return compose_trial
 
@@ -101,7 +98,7 @@ def test_a_trial_holds_the_widths_of_its_own_depth_only(frontier: DictConfig) ->
 
 
 def test_a_sampled_three_layer_trial_composes_with_its_widths() -> None:
-    params, conditional = settings(composed())
+    params, conditional = settings(frontier_config())
     space = parse_space(params, ["model.layers=3", "schedule=cosine"], conditional)
     trial = sampled(space, trials=1)[0]
     config = composer()(space.job_overrides(trial))
@@ -151,11 +148,7 @@ def test_a_three_layer_cosine_champion_is_written_as_an_experiment_that_composes
     winner = Row(Candidate("trial 7", "variant", overrides), (), summary, summary, None, 5, "better")
     path = write_champion_experiment(tmp_path, "frontier", winner, "python src/report.py study_name=frontier")
     assert "  - override /schedule: cosine\n" in path.read_text()
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        config = compose(
-            config_name="config",
-            overrides=[f"hydra.searchpath=[file://{tmp_path.parent}]", f"+{tmp_path.name}=frontier_champion"],
-        )
+    config = composed(f"hydra.searchpath=[file://{tmp_path.parent}]", f"+{tmp_path.name}=frontier_champion")
     assert (config.model.layers, config.model.units_2, config.model.units_3) == (3, 768, 512)
     assert config.schedule._target_ == "keras.optimizers.schedules.CosineDecay"
     assert config.optimizer.name == "adamw" and config.train.label_smoothing == 0.1

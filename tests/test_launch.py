@@ -19,11 +19,9 @@ from pathlib import Path
 
 import optuna
 import pytest
-from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
-from omegaconf import DictConfig
 
-from conftest import PROJECT_ROOT, Services
+from conftest import PROJECT_ROOT, Services, composed
 from mnist_study import launch, paths
 from mnist_study.serving.predict import tracking_uri as predict_tracking_uri
 from mnist_study.tracking import get_or_create_experiment
@@ -31,12 +29,6 @@ from servers import free_port, make_target, serve
 
 ELSEWHERE_TRACKING = "http://tracking.example:5000"
 ELSEWHERE_STORAGE = "postgresql://study@db.example/optuna"
-
-
-def compose_in(config_name: str, *overrides: str, hydra: bool = False) -> DictConfig:
-    """A config of the project's as the commands compose it (with Hydra's own node when `hydra`)."""
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        return compose(config_name=config_name, overrides=list(overrides), return_hydra_config=hydra)
 
 
 def test_the_rule_takes_the_environment_and_falls_back_to_the_repository(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -64,9 +56,9 @@ def test_the_configs_follow_the_rule(monkeypatch: pytest.MonkeyPatch, environmen
         monkeypatch.delenv(variable, raising=False)
     for variable, value in environment.items():
         monkeypatch.setenv(variable, value)
-    run = compose_in("config")
-    sweep = compose_in("config", "+experiments=sweep", hydra=True)
-    report = compose_in("report")
+    run = composed()
+    sweep = composed("+experiments=sweep", hydra=True)
+    report = composed(config_name="report")
     assert run.tracking.uri == report.tracking.uri == paths.tracking_uri()
     assert sweep.hydra.sweeper.storage == report.storage == paths.study_storage()
 

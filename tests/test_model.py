@@ -10,10 +10,10 @@ import h5py
 import keras
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
+from conftest import composed
 from mnist_study import model
 from mnist_study.checks import ConfigError, check_model
 
@@ -36,8 +36,7 @@ def test_dropout_layer_only_when_positive() -> None:
 
 @pytest.mark.parametrize("name", sorted(path.stem for path in (CONF / "optimizer").glob("*.yaml")))
 def test_every_optimizer_file_builds_its_target_with_its_arguments(name: str) -> None:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"optimizer={name}"])
+    cfg = composed(f"optimizer={name}")
     optimizer = model.build_optimizer(cfg.optimizer)
     assert isinstance(optimizer, get_class(cfg.optimizer._target_))
     # Every key but `_target_` and `name` (a label) reaches the optimizer.

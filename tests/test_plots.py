@@ -9,17 +9,14 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
-from omegaconf import DictConfig
 
+from conftest import composed
 from mlflow_stores import new_store
 from mnist_study.callbacks import EpochRecorder
 from mnist_study.describe import description, outcome, short_description
 from mnist_study.metrics import confusion_matrix
 from mnist_study.plots import CURVES_ARTIFACT, confusion_figure, learning_curves_figure, log_figure
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_confusion_matrix_counts_truth_by_row_and_prediction_by_column() -> None:
@@ -94,13 +91,8 @@ def test_log_figure_stores_the_png_and_survives_a_failing_plot(
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def compose_config(*overrides: str) -> DictConfig:
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
-
-
 def test_a_trial_description_says_its_parameters_in_words() -> None:
-    cfg = compose_config(
+    cfg = composed(
         "optimizer=adam",
         "model.units=128",
         "model.dropout=0.25",
@@ -117,8 +109,8 @@ def test_a_trial_description_says_its_parameters_in_words() -> None:
 
 
 def test_the_baseline_and_the_replica_say_what_they_are() -> None:
-    assert description(compose_config(), "baseline").startswith("The baseline:")
-    replica = description(compose_config("data.fit_on=test"), "seed_replica")
+    assert description(composed(), "baseline").startswith("The baseline:")
+    replica = description(composed("data.fit_on=test"), "seed_replica")
     assert "not an honest estimate" in replica
 
 

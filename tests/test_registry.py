@@ -12,11 +12,10 @@ from pathlib import Path
 import mlflow
 import optuna
 import pytest
-from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from conftest import PROJECT_ROOT
+from conftest import composed
 from mnist_study.data import load_mnist
 from mnist_study.sweep.schema import BASELINE_ATTR
 from test_report_cli import report_cli
@@ -130,11 +129,7 @@ def test_the_champion_becomes_an_experiment_that_retrains_it(registry: tuple[Pat
     folder, _, _ = registry
     text = (folder / "experiments" / "wins_champion.yaml").read_text()
     assert text.startswith("# @package _global_\n# python src/run.py wins_champion\n")
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        cfg = compose(
-            config_name="config",
-            overrides=[f"hydra.searchpath=[file://{folder}]", "+experiments=wins_champion"],
-        )
+    cfg = composed(f"hydra.searchpath=[file://{folder}]", "+experiments=wins_champion")
     assert cfg.name == "wins_champion"
     assert (cfg.model.units, cfg.train.epochs, cfg.optimizer.name) == (256, 3, "adam")
     assert cfg.optimizer.learning_rate == pytest.approx(1e-3)

@@ -10,11 +10,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from conftest import PROJECT_ROOT, SmokeStudy
+from conftest import PROJECT_ROOT, SmokeStudy, composed
 from test_report_cli import report_cli
 from test_report_reference import CHAMPION, OTHER_PRECISION
 
@@ -125,11 +124,7 @@ def test_the_champion_experiment_retrains_under_the_reports_arithmetic(reported:
     assert (
         f"# With the report's own data.train_subset=2000 train.epochs=1 train.precision={OTHER_PRECISION}" in text
     )
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        cfg = compose(
-            config_name="config",
-            overrides=[f"hydra.searchpath=[file://{folder.parent}]", f"+{folder.name}=smoke_champion"],
-        )
+    cfg = composed(f"hydra.searchpath=[file://{folder.parent}]", f"+{folder.name}=smoke_champion")
     assert (cfg.train.precision, cfg.train.epochs, cfg.data.train_subset) == (OTHER_PRECISION, 1, 2000)
 
 

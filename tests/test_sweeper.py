@@ -8,7 +8,6 @@ import sys
 
 import optuna
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from mlflow.exceptions import MlflowException
@@ -18,7 +17,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 from sqlalchemy.exc import OperationalError
 
-from conftest import PROJECT_ROOT
+from conftest import composed
 from mnist_study.metrics import direction_for
 from mnist_study.sweep.ledger import TrialLedger
 from mnist_study.sweep.sampling import TrialSeededSampler, trial_seed
@@ -30,8 +29,7 @@ from mnist_study.sweep.sweeper import baseline_values, enqueue_baseline, format_
 
 def default_study() -> tuple[dict[str, str], dict]:
     """The default study's space as `experiments/sweep.yaml` gives it, and the baseline as `conf/` composes it."""
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        config = compose(config_name="config", overrides=["+experiments=sweep"], return_hydra_config=True)
+    config = composed("+experiments=sweep", hydra=True)
     params = OmegaConf.to_container(config.hydra.sweeper.params)
     return params, baseline_values(config, parse_space(params, []))
 

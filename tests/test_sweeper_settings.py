@@ -11,11 +11,10 @@ from pathlib import Path
 
 import optuna
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, composed
 from mnist_study.checks import ConfigError
 from mnist_study.sweep.constraints import Constraint, parse_constraints, takes_constraints
 from mnist_study.sweep.settings import SweepSettings, check_algorithms
@@ -24,10 +23,9 @@ from mnist_study.sweep.settings import SweepSettings, check_algorithms
 def sweeper_node(*overrides: str, config_dir: Path | None = None, experiment: str = "smoke") -> DictConfig:
     """The composed `hydra.sweeper` node of an experiment, as Hydra instantiates the sweeper from it."""
     arguments = [f"+experiments={experiment}", *overrides]
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        if config_dir is not None:
-            arguments.insert(0, f"hydra.searchpath=[file://{config_dir},file://{PROJECT_ROOT}]")
-        return compose(config_name="config", overrides=arguments, return_hydra_config=True).hydra.sweeper
+    if config_dir is not None:
+        arguments.insert(0, f"hydra.searchpath=[file://{config_dir},file://{PROJECT_ROOT}]")
+    return composed(*arguments, hydra=True).hydra.sweeper
 
 
 def build_sweeper(node: DictConfig) -> object:

@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
+from conftest import composed
 from mlflow_stores import migrated_template, new_store
 from mnist_study import tracking
 from mnist_study.data import ARRAY_SHA256
@@ -20,15 +20,7 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def config_in(folder: Path, *overrides: str) -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(
-            config_name="config",
-            overrides=[
-                f"tracking.uri={new_store(folder)}",
-                f"tracking.artifact_location={folder}/mlruns",
-                *overrides,
-            ],
-        )
+    return composed(f"tracking.uri={new_store(folder)}", f"tracking.artifact_location={folder}/mlruns", *overrides)
 
 
 def test_flatten_uses_dotted_keys() -> None:
@@ -46,8 +38,7 @@ def test_redact_hides_url_passwords(url: str) -> None:
 
 
 def test_default_store_is_mlflows_default_at_the_project_root() -> None:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="config")
+    cfg = composed()
     root = CONF.parent
     assert cfg.tracking.uri == f"sqlite:///{root}/mlflow.db"
     assert cfg.tracking.artifact_location == f"{root}/mlruns"

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
+from conftest import composed
 from mnist_study.checks import ConfigError, validate
 from mnist_study.paths import config_groups, group_options
 from mnist_study.sweep.settings import SweepSettings, check_algorithms
@@ -20,8 +20,7 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def config(*overrides: str) -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+    return composed(*overrides)
 
 
 def test_baseline_config_is_valid() -> None:
@@ -162,9 +161,7 @@ def test_a_pruner_given_as_sampler_is_refused_by_its_class() -> None:
 
 
 def test_the_config_groups_are_the_ones_hydra_composes() -> None:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        composed = compose(config_name="config", return_hydra_config=True)
-    chosen = {group for group in composed.hydra.runtime.choices if not group.startswith("hydra/")}
+    chosen = {group for group in composed(hydra=True).hydra.runtime.choices if not group.startswith("hydra/")}
     assert set(config_groups()) == chosen
     assert group_options("optimizer") == sorted(path.stem for path in (CONF / "optimizer").glob("*.yaml"))
     assert group_options("no_such_group") is None

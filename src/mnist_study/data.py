@@ -119,7 +119,9 @@ def read_hub_pickle(path: Path) -> Arrays:
         train, validation, test = pickle.load(handle, encoding="latin1")
 
     def images(x: np.ndarray) -> np.ndarray:
-        return np.rint(np.asarray(x, dtype=np.float64) * 256).astype(np.uint8).reshape(-1, 28, 28)
+        # Multiplying a float32 by 256 only shifts its exponent, so float32 holds every product exactly.
+        scaled = np.asarray(x, dtype=np.float32) * np.float32(256)
+        return np.rint(scaled, out=scaled).astype(np.uint8).reshape(-1, 28, 28)
 
     arrays = {
         "x_train": np.concatenate([images(train[0]), images(validation[0])]),
