@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from conftest import composed
@@ -25,6 +26,21 @@ def config(*overrides: str) -> DictConfig:
 
 def test_baseline_config_is_valid() -> None:
     validate(config())
+
+
+def test_the_tests_composed_configs_are_what_hydra_composes_and_each_a_copy_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """conftest.composed keeps one config per command: each call must still return a fresh, unresolved copy."""
+    first = config("model.units=64")
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        direct = compose(config_name="config", overrides=["model.units=64"])
+    assert OmegaConf.to_container(first) == OmegaConf.to_container(direct)
+    first.model.units = 7
+    assert config("model.units=64").model.units == 64
+    # Interpolations are resolved when read, under the environment of that moment, not when first composed.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://elsewhere:5000")
+    assert config("model.units=64").tracking.uri == "http://elsewhere:5000"
 
 
 @pytest.mark.parametrize(
