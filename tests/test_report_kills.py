@@ -1,13 +1,13 @@
 """The report killed (SIGKILL) at each of its steps and started again each time converges like the sweep does.
 
-One smoke study, then one report command run until it finishes: killed first during a refit (seen from outside:
-a refit RUNNING in the MLflow store), stopped by SIGTERM during the next one, then killed after the refits,
-between creating the model versions and moving the aliases, between the two aliases, during the rerun check (seen
-from outside: its progress line) and while writing the documents. The kills at a call inside the process come
-from `tests/kill_seam/sitecustomize.py`, test tooling the product does not know of. At the end: nothing RUNNING,
-every stray closed and tagged by the report that closed it, each refit trained once and reused by every later
-start, the rerun check's outcome reused once it was whole, the aliases sound after every kill, the champion
-scoring what its run logged, the documents whole.
+A copy of the session's smoke study, then one report command run until it finishes: killed first during a refit
+(seen from outside: a refit RUNNING in the MLflow store), stopped by SIGTERM during the next one, then killed after
+the refits, between creating the model versions and moving the aliases, between the two aliases, during the rerun
+check (seen from outside: its progress line) and while writing the documents. The kills at a call inside the
+process come from `tests/kill_seam/sitecustomize.py`, test tooling the product does not know of. At the end:
+nothing RUNNING, every stray closed and tagged by the report that closed it, each refit trained once and reused by
+every later start, the rerun check's outcome reused once it was whole, the aliases sound after every kill, the
+champion scoring what its run logged, the documents whole.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from conftest import PROJECT_ROOT, run_cli, store_overrides
+from conftest import PROJECT_ROOT, SmokeStudy, store_overrides
 from kill_points import SEAM, SEAM_VARIABLE
 from mnist_study.data import load_mnist
 from mnist_study.report import refit, selection, workers
@@ -181,12 +181,11 @@ def record(story: Story, name: str, how: str, report: Report, code: int) -> None
 
 
 @pytest.fixture(scope="module")
-def story(tmp_path_factory: pytest.TempPathFactory) -> Story:
-    """The smoke study, then the report killed at each step and started again, and finally let finish."""
+def story(smoke_study: SmokeStudy, tmp_path_factory: pytest.TempPathFactory) -> Story:
+    """A copy of the session's smoke study, then the report killed at each step and started again, and finally
+    let finish."""
     folder = tmp_path_factory.mktemp("report-kills")
-    sweep = run_cli(["smoke", *store_overrides(folder), f"hydra.sweeper.storage=sqlite:///{folder}/optuna.db"])
-    if sweep.returncode != 0:
-        pytest.fail(f"smoke sweep failed:\n{sweep.stdout}\n{sweep.stderr}")
+    smoke_study.copy(folder)
     story = Story(folder)
     client = story.client
 
