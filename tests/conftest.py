@@ -119,8 +119,8 @@ def composed(*overrides: str, config_name: str = "config", hydra: bool = False) 
     """A config of the project's as the commands compose it (with Hydra's own node when `hydra`), a fresh copy
     that the test may change.
 
-    Composing reads and merges a dozen YAML files (about a sixth of a second); the suite composes the same
-    command many times, so each is composed once per process. A command that searches another folder
+    Composing reads and merges a dozen YAML files, and the suite composes the same command many times (the
+    measurement is in benchmarks/README.md § The test suite), so each is composed once per process. A command that searches another folder
     (`hydra.searchpath=...`, a test's own files, which it may rewrite) is composed anew every time.
     """
     if any(item.startswith("hydra.searchpath=") for item in overrides):
