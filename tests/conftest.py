@@ -120,8 +120,9 @@ def composed(*overrides: str, config_name: str = "config", hydra: bool = False) 
     that the test may change.
 
     Composing reads and merges a dozen YAML files, and the suite composes the same command many times (the
-    measurement is in benchmarks/README.md § The test suite), so each is composed once per process. A command that searches another folder
-    (`hydra.searchpath=...`, a test's own files, which it may rewrite) is composed anew every time.
+    measurement is in benchmarks/README.md § The test suite), so each is composed once per process. A command
+    that searches another folder (`hydra.searchpath=...`, a test's own files, which it may rewrite) is composed
+    anew every time.
     """
     if any(item.startswith("hydra.searchpath=") for item in overrides):
         return compose_now(config_name, overrides, hydra)
