@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from measured import commit
 
@@ -32,8 +33,17 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_tier(checkout: Path, select: str) -> tuple[int, float, float, float]:
-    """One pytest run in `checkout`: tests passed, pytest's own seconds, wall seconds, CPU seconds."""
+class TierRun(NamedTuple):
+    """One pytest run: tests passed, pytest's own seconds, wall seconds, CPU seconds of it and its workers."""
+
+    passed: int
+    pytest_s: float
+    wall_s: float
+    cpu_s: float
+
+
+def run_tier(checkout: Path, select: str) -> TierRun:
+    """One pytest run in `checkout`."""
     cpu_before, started = children_cpu_s(), time.perf_counter()
     done = subprocess.run(
         [str(checkout / ".venv" / "bin" / "python"), "-m", "pytest", "-m", select, "-q", "-p", "no:cacheprovider"],
@@ -45,7 +55,7 @@ def run_tier(checkout: Path, select: str) -> tuple[int, float, float, float]:
     summary = next((match for line in done.stdout.splitlines() if (match := SUMMARY.match(line))), None)
     if done.returncode != 0 or summary is None:
         raise SystemExit(f"error: pytest in {checkout} exited {done.returncode}:\n{done.stdout[-3000:]}")
-    return int(summary.group(1)), float(summary.group(2)), wall, cpu
+    return TierRun(int(summary.group(1)), float(summary.group(2)), wall, cpu)
 
 
 def main() -> None:
@@ -58,27 +68,27 @@ def main() -> None:
     if not (reference / ".venv" / "bin" / "python").exists():
         raise SystemExit(f"error: {reference} has no .venv; fix: (cd {reference} && make install)")
     checkouts = {"this": ROOT, "reference": reference}
-    results: dict[str, list[tuple[int, float, float, float]]] = {name: [] for name in checkouts}
-    reference_commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=reference, capture_output=True, text=True
-    ).stdout.strip()
-    print(f"# this {commit()}, reference {reference_commit}; pytest -m {arguments.select!r}", flush=True)
+    results: dict[str, list[TierRun]] = {name: [] for name in checkouts}
+    print(f"# this {commit()}, reference {commit(reference)}; pytest -m {arguments.select!r}", flush=True)
     for repetition in range(arguments.repeats):
         # Alternate which goes first, so that neither always runs on a machine the other has just warmed.
         order = list(checkouts) if repetition % 2 == 0 else list(reversed(checkouts))
         for name in order:
-            results[name].append(run_tier(checkouts[name], arguments.select))
-            passed, pytest_s, wall, cpu = results[name][-1]
+            run = run_tier(checkouts[name], arguments.select)
+            results[name].append(run)
             print(
-                f"{name}: {passed} passed, pytest {pytest_s:.1f} s, wall {wall:.1f} s, CPU {cpu:.1f} s", flush=True
+                f"{name}: {run.passed} passed, pytest {run.pytest_s:.1f} s, wall {run.wall_s:.1f} s, "
+                f"CPU {run.cpu_s:.1f} s",
+                flush=True,
             )
     print("| checkout | passed | pytest s (median) | each | CPU s (median) |")
     print("|---|---|---|---|---|")
     for name, runs in results.items():
-        each = ", ".join(f"{run[1]:.1f}" for run in runs)
-        cpu = statistics.median(run[3] for run in runs)
-        print(f"| {name} | {runs[0][0]} | {statistics.median(run[1] for run in runs):.1f} | {each} | {cpu:.1f} |")
-    this, then = (statistics.median(run[1] for run in results[name]) for name in checkouts)
+        each = ", ".join(f"{run.pytest_s:.1f}" for run in runs)
+        pytest_s = statistics.median(run.pytest_s for run in runs)
+        cpu_s = statistics.median(run.cpu_s for run in runs)
+        print(f"| {name} | {runs[0].passed} | {pytest_s:.1f} | {each} | {cpu_s:.1f} |")
+    this, then = (statistics.median(run.pytest_s for run in results[name]) for name in checkouts)
     print(f"tier_ratio={this / then:.2f} this_s={this:.1f} reference_s={then:.1f}")
 
 
