@@ -9,7 +9,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import run_cli, store_overrides
+from conftest import SmokeStudy, run_cli, store_overrides
 from mnist_study.sweep.schema import (
     BASELINE_ATTR,
     ENQUEUED_ATTR,
@@ -57,21 +57,29 @@ def test_queued_configurations_run_right_after_the_baseline_and_once_across_a_re
     assert count_verdicts(trials) == 4 and len(trials) == 4
 
 
-def test_a_warm_start_copies_an_earlier_study_s_complete_trials_without_counting_them(tmp_path: Path) -> None:
-    sweep(tmp_path, "hydra.sweeper.n_trials=4", "hydra.sweeper.study_name=first", "hydra.sweeper.pruner=null")
-    earlier = [t for t in trials_of(tmp_path, "first") if t.state == TrialState.COMPLETE]
+def test_a_warm_start_copies_an_earlier_study_s_complete_trials_without_counting_them(
+    tmp_path: Path, smoke_study: SmokeStudy
+) -> None:
+    # The earlier study is the session's smoke study (a copy of its stores): two COMPLETE trials, 512 and 476
+    # units wide, and a PRUNED one, which a warm start must not copy.
+    smoke_study.copy(tmp_path)
+    earlier = trials_of(tmp_path, "smoke")
+    complete = [t for t in earlier if t.state == TrialState.COMPLETE]
     # The second study's space is narrower: trials of the first with a width outside it are not copied.
-    narrower = "model.units=tag(log, int(interval(32, 256)))"
-    second = ["hydra.sweeper.n_trials=2", "hydra.sweeper.study_name=second", "hydra.sweeper.warm_start=first"]
+    narrower = "model.units=tag(log, int(interval(32, 500)))"
+    fits = [t for t in complete if t.params["model.units"] <= 500]
+    # What the test exercises: a complete trial copied, one outside the space, one not complete.
+    assert fits and len(fits) < len(complete) < len(earlier), [(t.state, t.params) for t in earlier]
+    second = ["hydra.sweeper.n_trials=2", "hydra.sweeper.study_name=second", "hydra.sweeper.warm_start=smoke"]
     output = sweep(tmp_path, *second, narrower)
-    fits = [t for t in earlier if t.params["model.units"] <= 256]
-    assert f"warm start: {len(fits)} COMPLETE trials of first copied, {len(earlier) - len(fits)} outside" in output
+    outside = len(complete) - len(fits)
+    assert f"warm start: {len(fits)} COMPLETE trials of smoke copied, {outside} outside" in output
     trials = trials_of(tmp_path, "second")
     copies = [trial for trial in trials if WARM_START_ATTR in trial.user_attrs]
     assert sorted(c.params["model.units"] for c in copies) == sorted(t.params["model.units"] for t in fits)
     assert all(c.state == TrialState.COMPLETE and MLFLOW_RUN_ATTR not in c.user_attrs for c in copies)
     origins = sorted(copy.user_attrs[WARM_START_ATTR].rsplit("#", 1)[1] for copy in copies)
-    assert origins == sorted(f"first/{trial.number}" for trial in fits)
+    assert origins == sorted(f"smoke/{trial.number}" for trial in fits)
     ran = [trial for trial in trials if WARM_START_ATTR not in trial.user_attrs]
     assert len(ran) == 2 and count_verdicts(trials) == 2 and all(MLFLOW_RUN_ATTR in t.user_attrs for t in ran)
 
