@@ -232,6 +232,10 @@ class SmokeStudy:
         (run,) = client.search_runs([experiment.experiment_id], f"attributes.run_name = '{name}'")
         return run.info.run_id
 
+    def output(self, command: str) -> str:
+        """What the build's `python src/run.py COMMAND ...` printed (`baseline` or `smoke`)."""
+        return (self.folder / f"{command}.out").read_text()
+
     def copy(self, folder: Path) -> SmokeStudy:
         """The two stores copied into `folder`, for a test that writes to them."""
         for name in ("mlflow.db", "optuna.db"):
@@ -240,7 +244,8 @@ class SmokeStudy:
 
 
 def build_smoke_study(folder: Path) -> None:
-    """`python src/run.py baseline ...`, then `python src/run.py smoke ...`, with both stores in `folder`."""
+    """`python src/run.py baseline ...`, then `python src/run.py smoke ...`, with both stores in `folder`; what
+    each printed is kept beside them."""
     storage = f"sqlite:///{folder}/optuna.db"
     for args in (
         ["baseline", *SMOKE_BASELINE, *store_overrides(folder)],
@@ -249,6 +254,7 @@ def build_smoke_study(folder: Path) -> None:
         result = run_cli(args)
         if result.returncode != 0:
             raise RuntimeError(f"{args[0]}: exit {result.returncode}\n{result.stdout}\n{result.stderr}")
+        (folder / f"{args[0]}.out").write_text(result.stdout)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from conftest import PROJECT_ROOT, RUN_PY, run_cli, store_overrides
+from conftest import PROJECT_ROOT, RUN_PY, SmokeStudy, run_cli, store_overrides
 from mnist_study.serving import MODEL_ID_TAG
 from mnist_study.sweep.schema import MLFLOW_RUN_ATTR
 from mnist_study.sweep.storage import open_storage
@@ -56,25 +56,29 @@ def split_runs(runs: list, study_name: str) -> tuple[object, dict[str, object]]:
     return parent, children
 
 
-def test_sweep_finishes_n_trials_then_extends_under_the_same_parent(tmp_path: Path) -> None:
-    storage = f"sqlite:///{tmp_path}/optuna.db"
-    output = sweep(tmp_path, storage, "hydra.sweeper.n_trials=6", "hydra.sweeper.study_name=S")
-
-    assert [int(number) for number, _, _ in PROGRESS.findall(output)] == list(range(6))
-    study = optuna.load_study(study_name="S", storage=storage)
+def test_sweep_finishes_n_trials_then_extends_under_the_same_parent(
+    smoke_study: SmokeStudy, tmp_path: Path
+) -> None:
+    # The session's smoke study: `python src/run.py smoke`, three trials, run once for every test that needs one.
+    output = smoke_study.output("smoke")
+    trials_run = 3
+    assert [int(number) for number, _, _ in PROGRESS.findall(output)] == list(range(trials_run))
+    study = optuna.load_study(study_name="smoke", storage=smoke_study.storage)
     trials = study.get_trials()
-    assert [trial.number for trial in trials] == list(range(6))
+    assert [trial.number for trial in trials] == list(range(trials_run))
     assert all(trial.state.is_finished() and trial.state != TrialState.FAIL for trial in trials)
+    # Both kinds of ending are among them, so that both branches below are checked.
+    assert {trial.state for trial in trials} == {TrialState.COMPLETE, TrialState.PRUNED}
     assert trials[0].params == SMOKE_BASELINE
     # The objective is named once: the direction the sweep announces is the study's, and the metric it names is
     # the MLflow history each trial logged and what the trial reported to Optuna (checked per trial below).
-    direction, objective = re.search(r"^study S \((\w+) (\w+)\) in ", output, re.MULTILINE).groups()
+    direction, objective = re.search(r"^study smoke \((\w+) (\w+)\) in ", output, re.MULTILINE).groups()
     assert study.direction.name.lower() == direction
 
-    client, runs = mlflow_runs(tmp_path)
-    parent, children = split_runs(runs, "S")
+    client, runs = mlflow_runs(smoke_study.folder)
+    parent, children = split_runs(runs, "smoke")
     assert parent.info.status == "FINISHED"
-    assert sorted(children) == [f"trial-{n}" for n in range(6)]
+    assert sorted(children) == [f"trial-{n}" for n in range(trials_run)]
     for trial in trials:
         child = children[f"trial-{trial.number}"]
         assert child.info.status == "FINISHED"
@@ -93,22 +97,27 @@ def test_sweep_finishes_n_trials_then_extends_under_the_same_parent(tmp_path: Pa
     assert "plots/optimization_history.png" in plots
     assert "plots/accuracy_vs_width.png" in plots
 
-    # The same command with a larger budget resumes: exactly two more trials, here pruned by a pruner that always
-    # prunes, under the same parent run.
-    output = sweep(tmp_path, storage, "hydra.sweeper.n_trials=8", "hydra.sweeper.study_name=S", *ALWAYS_PRUNE)
-    assert [(int(n), state) for n, _, state in PROGRESS.findall(output)] == [(6, "PRUNED"), (7, "PRUNED")]
+    # The same command with a larger budget, on a copy of the stores, resumes: exactly two more trials, here
+    # pruned by a pruner that always prunes, under the same parent run.
+    smoke_study.copy(tmp_path)
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    extended = trials_run + 2
+    output = sweep(tmp_path, storage, f"hydra.sweeper.n_trials={extended}", *ALWAYS_PRUNE)
+    added = list(range(trials_run, extended))
+    assert [(int(n), state) for n, _, state in PROGRESS.findall(output)] == [(n, "PRUNED") for n in added]
     assert "at epoch 1" in output
-    trials = optuna.load_study(study_name="S", storage=storage).get_trials()
-    assert [trial.number for trial in trials] == list(range(8))
-    assert [trial.state for trial in trials[6:]] == [TrialState.PRUNED, TrialState.PRUNED]
-    assert [list(trial.intermediate_values) for trial in trials[6:]] == [[1], [1]]
+    trials = optuna.load_study(study_name="smoke", storage=storage).get_trials()
+    assert [trial.number for trial in trials] == list(range(extended))
+    assert [trial.state for trial in trials[trials_run:]] == [TrialState.PRUNED, TrialState.PRUNED]
+    assert [list(trial.intermediate_values) for trial in trials[trials_run:]] == [[1], [1]]
     client, runs = mlflow_runs(tmp_path)
-    parent, children = split_runs(runs, "S")
-    assert parent.info.status == "FINISHED"
-    assert sorted(children) == sorted(f"trial-{n}" for n in range(8))
-    assert children["trial-7"].data.tags["optuna.state"] == "PRUNED"
-    assert "test_accuracy" not in children["trial-7"].data.metrics
-    assert MODEL_ID_TAG not in children["trial-7"].data.tags
+    resumed_parent, children = split_runs(runs, "smoke")
+    assert resumed_parent.info.run_id == parent.info.run_id and resumed_parent.info.status == "FINISHED"
+    assert sorted(children) == sorted(f"trial-{n}" for n in range(extended))
+    last = children[f"trial-{extended - 1}"]
+    assert last.data.tags["optuna.state"] == "PRUNED"
+    assert "test_accuracy" not in last.data.metrics
+    assert MODEL_ID_TAG not in last.data.tags
 
 
 def test_command_line_narrows_and_fixes_and_failed_trials_do_not_stop_the_sweep(tmp_path: Path) -> None:
