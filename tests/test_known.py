@@ -65,7 +65,7 @@ def test_a_warm_start_copies_an_earlier_study_s_complete_trials_without_counting
     smoke_study.copy(tmp_path)
     earlier = trials_of(tmp_path, "smoke")
     complete = [t for t in earlier if t.state == TrialState.COMPLETE]
-    # The second study's space is narrower: trials of the first with a width outside it are not copied.
+    # The second study's space is narrower: trials of the earlier study with a width outside it are not copied.
     narrower = "model.units=tag(log, int(interval(32, 500)))"
     fits = [t for t in complete if t.params["model.units"] <= 500]
     # What the test exercises: a complete trial copied, one outside the space, one not complete.
