@@ -232,9 +232,13 @@ class SmokeStudy:
         (run,) = client.search_runs([experiment.experiment_id], f"attributes.run_name = '{name}'")
         return run.info.run_id
 
+    def output_file(self, command: str) -> Path:
+        """Where the build keeps what `python src/run.py COMMAND ...` printed (`baseline` or `smoke`)."""
+        return self.folder / f"{command}.out"
+
     def output(self, command: str) -> str:
-        """What the build's `python src/run.py COMMAND ...` printed (`baseline` or `smoke`)."""
-        return (self.folder / f"{command}.out").read_text()
+        """What the build's `python src/run.py COMMAND ...` printed."""
+        return self.output_file(command).read_text()
 
     def copy(self, folder: Path) -> SmokeStudy:
         """The two stores copied into `folder`, for a test that writes to them."""
@@ -254,7 +258,7 @@ def build_smoke_study(folder: Path) -> None:
         result = run_cli(args)
         if result.returncode != 0:
             raise RuntimeError(f"{args[0]}: exit {result.returncode}\n{result.stdout}\n{result.stderr}")
-        (folder / f"{args[0]}.out").write_text(result.stdout)
+        SmokeStudy(folder).output_file(args[0]).write_text(result.stdout)
 
 
 @pytest.fixture(scope="session")
